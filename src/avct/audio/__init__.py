@@ -1,0 +1,1 @@
+"""Audio front-end: decoding, the 41-d acoustic features and phonemes."""
