@@ -1,0 +1,1 @@
+"""The networks: keypoint detector, renderer (dense motion + generator), AVCT, head-motion predictor."""

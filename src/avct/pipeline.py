@@ -1,0 +1,215 @@
+"""The inference pipeline: one place that wires the stages (paper Fig. 2).
+
+    reference image ─► keypoint detector ─► kp_src, feature map ──────────────┐
+                     └► renderer source encoding ─────────────────────────────┤
+    audio ─► features, phonemes ─► head motion ─► poses ─► pose boxes          │
+                              └─► AVCT tokens per frame ─► 11-frame windows ─► kp per frame
+                                                    relative transfer ─► renderer ─► frames
+
+Everything that depends only on the reference (keypoints, feature map, source encoding) is computed
+once; per-frame AVCT tokens are computed once and the window slides over them; windows and frames run
+in batches. ``frames()`` is a generator, so the video writer consumes frames as they are produced.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .audio.features import ROWS_PER_FRAME, acoustic_features
+from .audio.phonemes import SIL_ID, frame_phoneme_ids, read_phoneme_json
+from .checkpoints import AvctModels, load_models
+from .devices import resolve_device, resolve_precision
+from .errors import AvctError
+from .face.image import read_image, resize_256, to_tensor
+from .face.pose_box import draw_pose_box, draw_pose_boxes
+from .models.keypoints import Keypoints
+from .models.motion import relative_motion
+
+FPS = 25.0
+
+
+@dataclass
+class Reference:
+    """The reference face: (1, 3, 256, 256) float image in [0, 1] and its head pose
+    ``[Rx, Ry, Rz (rad), Tx, Ty, Tz (mm)]`` (OpenFace convention)."""
+
+    image: torch.Tensor
+    pose: np.ndarray
+    crop_box: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class Speech:
+    """Acoustic features (T, 41) at 100 Hz and phoneme ids at 25 fps."""
+
+    features: np.ndarray
+    phonemes: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return min(len(self.features) // ROWS_PER_FRAME, len(self.phonemes))
+
+
+def parse_pose(text: str) -> np.ndarray:
+    """'Rx,Ry,Rz,Tx,Ty,Tz' -> (6,) float64."""
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not np.all(np.isfinite(values)):
+        raise AvctError(f"--pose needs six numbers Rx,Ry,Rz,Tx,Ty,Tz (radians, mm), got {text!r}")
+    return np.array(values, dtype=np.float64)
+
+
+def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
+                   pose: np.ndarray | None = None) -> Reference:
+    """Read (and by default crop) the reference photo; estimate its head pose unless given."""
+    rgb = read_image(image) if not isinstance(image, np.ndarray) else image
+    name = str(image) if not isinstance(image, np.ndarray) else "the image"
+    crop_box, landmarks = None, None
+    if crop:
+        from .face.crop import crop_reference
+        from .face.landmarks import largest_face
+
+        cropped = crop_reference(rgb, largest_face(rgb, source_name=name))
+        rgb_256, crop_box, landmarks = cropped.image, cropped.box, cropped.landmarks
+    else:
+        rgb_256 = resize_256(rgb)
+    if pose is None:
+        from .face.head_pose import estimate_head_pose, reference_pose
+
+        pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256)
+    return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box)
+
+
+def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
+                transcript: str | None = None) -> Speech:
+    """Decode any audio to 16 kHz, compute the 41-d features and the per-frame phonemes
+    (from the official JSON if given, else recognised offline)."""
+    from .audio.decode import load_audio
+
+    decoded = load_audio(audio)
+    features = acoustic_features(decoded.samples, decoded.sample_rate)
+    if phonemes is not None:
+        words = read_phoneme_json(phonemes)
+    else:
+        from .audio.recognize import recognize_phonemes
+
+        words = recognize_phonemes(decoded.samples, transcript=transcript)
+    speech = Speech(features.astype(np.float32), np.asarray(frame_phoneme_ids(words), dtype=np.int64))
+    if speech.num_frames == 0:
+        raise AvctError(f"audio {audio} is shorter than one video frame (40 ms)")
+    return speech
+
+
+class Pipeline:
+    """Talking-head generation with loaded networks. ``Pipeline.from_checkpoint(path).generate(img, wav, out)``."""
+
+    def __init__(self, models: AvctModels, device: str | torch.device | None = "auto", precision: str = "fp32",
+                 batch_size: int = 8):
+        models.require("keypoint_detector", "generator", "avct", "head_motion")
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.dtype = resolve_precision(precision, self.device)
+        self.batch_size = max(1, int(batch_size))
+        self.models = models.eval()
+        # The head-motion LSTM is tiny and recurrent: keep it in fp32 for stable poses.
+        models.head_motion.to(self.device, torch.float32)
+        for m in (models.keypoint_detector, models.generator, models.avct):
+            m.to(self.device, self.dtype)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Pipeline":
+        return cls(load_models(path), **kwargs)
+
+    # ---- stages ------------------------------------------------------------------------------
+    def head_poses(self, reference: Reference, speech: Speech) -> np.ndarray:
+        """(N, 6) de-normalised poses, row i for frame i (row 0 from the reference pose box alone)."""
+        hm, n = self.models.head_motion, speech.num_frames
+        box = torch.from_numpy(draw_pose_box(reference.pose.astype(np.float32)))[None, None].to(self.device)
+        audio = torch.from_numpy(speech.features[: n * ROWS_PER_FRAME].reshape(n, ROWS_PER_FRAME, -1))
+        with torch.inference_mode():
+            first, h, state = hm.initial_state(box)
+            raw = [first[:, None]]
+            for s in range(0, n - 1, 256):  # the LSTM is causal: only chunks before the last frame matter
+                out, h, state = hm.step(audio[None, s:min(s + 256, n - 1)].to(self.device), h, state)
+                raw.append(out)
+            poses = hm.denormalize(torch.cat(raw, dim=1))[0]
+        return poses.float().cpu().numpy()
+
+    def _tokens(self, positions: np.ndarray, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor):
+        """AVCT encoder/decoder tokens for (possibly out-of-range) frame positions; padding as the
+        official windows: phoneme SIL, zero audio, pose clamped to the first/last frame."""
+        avct, n = self.models.avct, speech.num_frames
+        valid = (positions >= 0) & (positions < n)
+        ph = np.where(valid, speech.phonemes[np.clip(positions, 0, n - 1)], SIL_ID)
+        audio = np.zeros((len(positions), ROWS_PER_FRAME, speech.features.shape[1]), np.float32)
+        for k, p in enumerate(positions):
+            if valid[k]:
+                audio[k] = speech.features[ROWS_PER_FRAME * p: ROWS_PER_FRAME * (p + 1)]
+        boxes = draw_pose_boxes(poses[np.clip(positions, 0, n - 1)])
+        dev, dt = self.device, self.dtype
+        enc = avct.encoder_tokens(torch.from_numpy(ph).to(dev), torch.from_numpy(boxes).to(dev, dt))
+        dec = avct.decoder_tokens(torch.from_numpy(audio).to(dev, dt), feature_map)
+        return enc, dec
+
+    def driving_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
+                          start: int, stop: int) -> Keypoints:
+        """AVCT keypoints of frames [start, stop) from windows over cached per-frame tokens."""
+        avct = self.models.avct
+        w = avct.cfg.num_w
+        positions = np.arange(start - w, stop + w)
+        enc, dec = self._tokens(positions, speech, poses, feature_map)          # (stop-start+2w, D)
+        win = 2 * w + 1
+        enc_w = enc.unfold(0, win, 1).permute(0, 2, 1)                         # (stop-start, 11, D)
+        dec_w = dec.unfold(0, win, 1).permute(0, 2, 1)
+        outs = [avct.head(avct.correlate(enc_w[i:i + self.batch_size * 4], dec_w[i:i + self.batch_size * 4]))
+                for i in range(0, len(enc_w), self.batch_size * 4)]
+        return Keypoints.cat(outs)
+
+    def frames(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[np.ndarray]:
+        """Yield (256, 256, 3) uint8 RGB frames, one per 40 ms of speech."""
+        m, n = self.models, speech.num_frames
+        if n <= 0:
+            raise AvctError("audio is shorter than one video frame (40 ms)")
+        poses = self.head_poses(reference, speech)
+        with torch.inference_mode():
+            image = reference.image.to(self.device, self.dtype)
+            detected = m.keypoint_detector.detect(image)
+            kp_src, feature_map = detected.keypoints, detected.feature_map
+            source = m.generator.encode_source(image)
+            kp_initial = None
+            chunk = max(chunk, self.batch_size)
+            for start in range(0, n, chunk):
+                kp_drv = self.driving_keypoints(speech, poses, feature_map, start, min(start + chunk, n))
+                if kp_initial is None:
+                    kp_initial = kp_drv[0:1]
+                kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
+                for b in range(0, len(kp_norm.value), self.batch_size):
+                    pred = m.generator.render(source, kp_src, kp_norm[b:b + self.batch_size])["prediction"]
+                    frames = (pred.float().permute(0, 2, 3, 1) * 255).to(torch.uint8).cpu().numpy()
+                    yield from frames
+
+    # ---- one call --------------------------------------------------------------------------------
+    def generate(self, image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike, *,
+                 phonemes: str | os.PathLike | None = None, transcript: str | None = None,
+                 pose: np.ndarray | None = None, crop: bool = True, frames_dir: str | os.PathLike | None = None,
+                 progress: bool = False) -> Path:
+        """Image + speech -> H.264/AAC mp4 at 25 fps with the original audio, written atomically."""
+        from .video import VideoWriter
+
+        reference = load_reference(image, crop=crop, pose=pose)
+        speech = load_speech(audio, phonemes=phonemes, transcript=transcript)
+        frames = self.frames(reference, speech)
+        if progress:
+            from tqdm import tqdm
+
+            frames = tqdm(frames, total=speech.num_frames, unit="frame", desc="generating")
+        with VideoWriter(output, fps=FPS, audio_path=audio, frames_dir=frames_dir) as writer:
+            for frame in frames:
+                writer.write(frame)
+        return Path(output)

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks (deterministic weights in the official layout)."""
