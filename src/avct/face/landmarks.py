@@ -2,11 +2,12 @@
 
 The official crop uses exactly this detector (``dlib.get_frontal_face_detector()``, upsample 0), so the
 crop box matches the official one for ordinary photos. Two robustness additions, both invisible for a
-typical 256-1280 px photo:
+typical 200-2048 px photo:
 
 * very large images are downscaled for *detection* only (the HOG pyramid on a 6000 px photo takes
-  seconds and finds nothing a 1280 px copy would miss) and tiny ones are upscaled (the HOG window is
-  80x80 px, so a 64 px image could never match); boxes are mapped back to the input's pixels;
+  seconds, and a reference face is far larger than the 80 px the detector needs) and tiny ones are
+  upscaled (the HOG window is 80x80 px, so a 64 px image could never match); boxes and landmarks are
+  mapped back to the input's pixels;
 * if nothing is found, detection is retried once with dlib's ``upsample_num_times=1`` (faces down to
   ~40 px), before giving up.
 
@@ -27,7 +28,7 @@ import numpy as np
 from ..errors import AvctError
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
-MAX_DETECT_SIDE = 1280  # longer side of the image the detector sees (downscaled above this)
+MAX_DETECT_SIDE = 2048  # longer side of the image the detector sees (downscaled above this)
 MIN_DETECT_SIDE = 200  # shorter side of the image the detector sees (upscaled below this)
 
 

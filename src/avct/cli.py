@@ -1,0 +1,170 @@
+"""Command line: thin wrappers that parse arguments, call the library and print.
+
+Every error a user can cause surfaces as one line on stderr and a non-zero exit; no tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import AvctError
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="image + speech -> talking-head mp4",
+                       description="Animate one face image with a speech recording (25 fps H.264 + AAC mp4).")
+    p.add_argument("--image", required=True, help="reference face image (any common format)")
+    p.add_argument("--audio", required=True, help="speech (wav/flac/mp3/m4a/ogg or a video's audio track)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
+    p.add_argument("--checkpoint", required=True,
+                   help="directory with the official generator.ckpt + audio2pose.ckpt, or avct weights")
+    p.add_argument("--phonemes", help="phoneme timings in the official JSON format (else recognised offline)")
+    p.add_argument("--transcript", help="what is said (text or a .txt file): far better phoneme alignment")
+    p.add_argument("--pose", help="reference head pose Rx,Ry,Rz,Tx,Ty,Tz (rad, mm; OpenFace convention); "
+                                  "estimated from the face when omitted")
+    p.add_argument("--no-crop", action="store_true", help="use the image as it is, resized to 256x256")
+    p.add_argument("--frames", metavar="DIR", help="also write every frame as a lossless PNG into DIR")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="network precision (bf16 is fast on recent CPUs and GPUs; fp16 GPU only)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (inference is deterministic anyway)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+
+def read_transcript(value: str | None) -> str | None:
+    """--transcript takes text or the path of a text file."""
+    if value is None:
+        return None
+    path = Path(value)
+    if len(value) < 4096 and path.suffix.lower() in {".txt", ".lab", ".text"}:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise AvctError(f"transcript file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise AvctError(f"cannot read transcript {path}: {e}") from None
+    return value
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .pipeline import Pipeline, parse_pose
+
+    for what, path in (("image", args.image), ("audio", args.audio)):
+        if not Path(path).is_file():
+            raise AvctError(f"{what} not found: {path}")
+    if args.phonemes is not None and not Path(args.phonemes).is_file():
+        raise AvctError(f"phoneme file not found: {args.phonemes}")
+    if not args.output.lower().endswith((".mp4", ".m4v", ".mov")):
+        raise AvctError(f"output must be an .mp4 file, got {args.output}")
+    pose = parse_pose(args.pose) if args.pose else None
+    torch.manual_seed(args.seed)
+    pipeline = Pipeline.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
+                                        batch_size=args.batch_size)
+    out = pipeline.generate(args.image, args.audio, args.output, phonemes=args.phonemes,
+                            transcript=read_transcript(args.transcript), pose=pose, crop=not args.no_crop,
+                            frames_dir=args.frames, progress=not args.quiet)
+    print(out)
+    return 0
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="official/FOMM checkpoints -> avct safetensors weights",
+                       description="Read official AVCT (generator.ckpt, audio2pose.ckpt) or FOMM vox-256 "
+                                   "checkpoints safely and write avct weights (safetensors + config.json).")
+    p.add_argument("sources", nargs="+", help="checkpoint files or directories; later ones add/override parts")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoints import COMPONENTS, load_models, save_models
+
+    merged = None
+    for src in args.sources:
+        models = load_models(src)
+        if merged is None:
+            merged = models
+        else:
+            for name in COMPONENTS:
+                if getattr(models, name) is not None:
+                    setattr(merged, name, getattr(models, name))
+    out = save_models(merged, args.output)
+    print(f"{out}: {', '.join(merged.components())}")
+    return 0
+
+
+def _add_phonemes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("phonemes", help="offline phoneme timings in the official JSON format",
+                       description="Recognise (or, with --transcript, force-align) phonemes offline.")
+    p.add_argument("audio", help="speech in any common format")
+    p.add_argument("--transcript", help="what is said (text or a .txt file)")
+    p.add_argument("--mode", choices=["words", "allphone"], default=None,
+                   help="recognition without transcript: word decoding + alignment, or allphone decoding")
+    p.add_argument("-o", "--output", required=True, help="output .json (written atomically)")
+    p.set_defaults(func=cmd_phonemes)
+
+
+def cmd_phonemes(args: argparse.Namespace) -> int:
+    from .audio.decode import load_audio
+    from .audio.phonemes import write_phoneme_json
+    from .audio.recognize import recognize_phonemes
+
+    decoded = load_audio(args.audio)
+    kwargs = {"mode": args.mode} if args.mode else {}
+    words = recognize_phonemes(decoded.samples, transcript=read_transcript(args.transcript), **kwargs)
+    write_phoneme_json(words, args.output)
+    print(args.output)
+    return 0
+
+
+def _add_pose(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pose", help="print the reference head pose of a face image",
+                       description="Detect the face, crop it as generate does, and print its head pose "
+                                   "Rx,Ry,Rz,Tx,Ty,Tz (radians, mm; OpenFace convention).")
+    p.add_argument("image")
+    p.add_argument("--no-crop", action="store_true", help="the image is already a 256x256-style crop")
+    p.set_defaults(func=cmd_pose)
+
+
+def cmd_pose(args: argparse.Namespace) -> int:
+    from .pipeline import load_reference
+
+    ref = load_reference(args.image, crop=not args.no_crop)
+    print(",".join(f"{v:.6g}" for v in ref.pose))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avct", description="One-shot talking-head generation (AVCT).")
+    parser.add_argument("--version", action="version", version=f"avct {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_generate, _add_convert, _add_phonemes, _add_pose):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AvctError as e:
+        print(f"avct: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("avct: interrupted; no output written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("avct: error: out of memory; try a smaller --batch-size", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Shared fixtures: the `shared/` folder beside the repository and official-layout test checkpoints."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(os.environ.get("AVCT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+PARITY = SHARED / "reference" / "parity"
+DATA = SHARED / "data"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the shared data folder {SHARED} is missing in CI")
+        pytest.skip(f"shared data folder {SHARED} is absent (expected beside the repository)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def parity(shared) -> Path:
+    return shared / "reference" / "parity"
+
+
+@pytest.fixture(scope="session")
+def data(shared) -> Path:
+    return shared / "data"
+
+
+def golden(parity: Path, name: str) -> dict[str, np.ndarray]:
+    with np.load(parity / name) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint_dir(tmp_path_factory) -> Path:
+    """generator.ckpt + audio2pose.ckpt in the official layout, filled by the parity rule `qr`
+    and written with torch.save, exactly as a user's downloaded checkpoints would look."""
+    from avct.testing.official_layout import write_official_checkpoints
+
+    return write_official_checkpoints(tmp_path_factory.mktemp("official"))
+
+
+@pytest.fixture(scope="session")
+def official_models(official_checkpoint_dir):
+    """The four networks loaded through the same code path as a user's checkpoint."""
+    from avct.checkpoints import load_models
+
+    return load_models(official_checkpoint_dir)

@@ -1,0 +1,33 @@
+"""41-d features against the official ones (parity pack §2.2)."""
+import numpy as np
+import pytest
+
+from avct.audio.features import acoustic_features, fill_unvoiced, normalize_waveform
+from conftest import golden
+
+
+@pytest.fixture(scope="module")
+def g(parity):
+    return golden(parity, "audio_features.npz")
+
+
+def test_features_16k_match_official(g):
+    feats = acoustic_features(g["wav16k_int16"])
+    assert feats.shape == (440, 41)
+    np.testing.assert_allclose(feats[:, :39], g["feat41_16k"][:, :39], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(feats[:, 39], g["feat41_16k"][:, 39], rtol=1e-9)
+    np.testing.assert_array_equal(feats[:, 40], g["feat41_16k"][:, 40])
+
+
+def test_normalisation_and_f0_filling(g):
+    np.testing.assert_allclose(normalize_waveform(g["wav16k_int16"]), g["normalized_audio_16k"], atol=1e-15)
+    filled = fill_unvoiced(g["f0_raw_16k"], g["voiced_16k"])
+    np.testing.assert_allclose(filled, g["f0_interp_16k"], rtol=1e-9)
+    assert set(np.unique(g["voiced_16k"])) == {0, 1}
+
+
+def test_fill_unvoiced_analytic():
+    f0 = np.array([0, 0, 100, 0, 0, 130, 0], float)
+    voiced = (f0 != 0).astype(int)
+    np.testing.assert_allclose(fill_unvoiced(f0, voiced), [100, 100, 100, 110, 120, 130, 130])
+    np.testing.assert_array_equal(fill_unvoiced(np.zeros(4), np.zeros(4, int)), np.zeros(4))
