@@ -83,7 +83,7 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
     if pose is None:
         from .face.head_pose import estimate_head_pose, reference_pose
 
-        pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256)
+        pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
     return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box)
 
 

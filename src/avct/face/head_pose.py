@@ -96,9 +96,9 @@ MEAN_FACE = _symmetrise(_RAW_MEAN_FACE)  # (68, 3) mm
 # Points used for the fit: jaw line, brows, nose, eyes and the two mouth corners; the other 18 lip
 # points move with speech and smiles. The jaw and chin are kept although dlib puts the jaw on the
 # visible silhouette (which slides as the head turns, so large yaws come out a little small): without
-# them pitch rests on the nose-to-eye spacing alone, which varies between people. Measured on 13 real
-# near-frontal crops, this set gave the smallest pitch bias (mean Rx ≈ +0.03 rad, Obama ≈ -0.06) of
-# "no jaw" (mean ≈ +0.12), all 68 (≈ 0.0 but lips included) and "no jaw, no brows".
+# them pitch rests on the nose-to-eye spacing alone, which varies between people. On 13 real
+# near-frontal crops the mean Rx was +0.03 rad with this set, -0.02 with all 68 points and +0.11
+# without the jaw (Obama's frontal portrait: -0.06, -0.12 and 0.00).
 POSE_POINTS = np.array(list(range(0, 48)) + [48, 54])
 
 
@@ -195,5 +195,6 @@ def reference_pose(rgb_256: np.ndarray, *, source_name: str = "the reference ima
     if rgb_256.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"reference_pose needs a {IMAGE_SIZE}x{IMAGE_SIZE} image, got {rgb_256.shape}")
     face = largest_face(rgb_256, source_name=source_name,
-                        no_face_hint="the head pose needs one clearly visible, roughly frontal face")
+                        no_face_hint="the head pose needs a visible face; pass --pose Rx,Ry,Rz,Tx,Ty,Tz "
+                                     "(a frontal head: 0,0,0,0,25,250)")
     return estimate_head_pose(face.landmarks)
