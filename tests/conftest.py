@@ -54,3 +54,15 @@ def official_models(official_checkpoint_dir):
     from avct.checkpoints import load_models
 
     return load_models(official_checkpoint_dir)
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint_dir(tmp_path_factory) -> Path:
+    """Randomly initialised `small` models saved in avct's own format (fast to load and run)."""
+    from avct.checkpoints import COMPONENTS, AvctModels, build_component, save_models
+    from avct.config import small_config
+
+    torch.manual_seed(0)
+    config = small_config()
+    models = AvctModels(config, **{name: build_component(name, config) for name in COMPONENTS})
+    return save_models(models, tmp_path_factory.mktemp("small"))

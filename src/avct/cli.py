@@ -54,22 +54,22 @@ def read_transcript(value: str | None) -> str | None:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from .pipeline import Pipeline, parse_pose
+    from .pipeline import Pipeline, load_reference, load_speech, parse_pose
 
-    for what, path in (("image", args.image), ("audio", args.audio)):
-        if not Path(path).is_file():
+    for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes)):
+        if path is not None and not Path(path).is_file():
             raise AvctError(f"{what} not found: {path}")
-    if args.phonemes is not None and not Path(args.phonemes).is_file():
-        raise AvctError(f"phoneme file not found: {args.phonemes}")
     if not args.output.lower().endswith((".mp4", ".m4v", ".mov")):
         raise AvctError(f"output must be an .mp4 file, got {args.output}")
     pose = parse_pose(args.pose) if args.pose else None
     torch.manual_seed(args.seed)
+    # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
+    reference = load_reference(args.image, crop=not args.no_crop, pose=pose)
     pipeline = Pipeline.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
                                         batch_size=args.batch_size)
-    out = pipeline.generate(args.image, args.audio, args.output, phonemes=args.phonemes,
-                            transcript=read_transcript(args.transcript), pose=pose, crop=not args.no_crop,
-                            frames_dir=args.frames, progress=not args.quiet)
+    speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
+    out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
+                               progress=not args.quiet)
     print(out)
     return 0
 

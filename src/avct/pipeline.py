@@ -195,21 +195,27 @@ class Pipeline:
                     yield from frames
 
     # ---- one call --------------------------------------------------------------------------------
-    def generate(self, image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike, *,
-                 phonemes: str | os.PathLike | None = None, transcript: str | None = None,
-                 pose: np.ndarray | None = None, crop: bool = True, frames_dir: str | os.PathLike | None = None,
-                 progress: bool = False) -> Path:
-        """Image + speech -> H.264/AAC mp4 at 25 fps with the original audio, written atomically."""
+    def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
+                    audio_path: str | os.PathLike | None, *, frames_dir: str | os.PathLike | None = None,
+                    progress: bool = False) -> Path:
+        """Render all frames into an H.264/AAC mp4 at 25 fps with the original audio, atomically."""
         from .video import VideoWriter
 
-        reference = load_reference(image, crop=crop, pose=pose)
-        speech = load_speech(audio, phonemes=phonemes, transcript=transcript)
         frames = self.frames(reference, speech)
         if progress:
             from tqdm import tqdm
 
             frames = tqdm(frames, total=speech.num_frames, unit="frame", desc="generating")
-        with VideoWriter(output, fps=FPS, audio_path=audio, frames_dir=frames_dir) as writer:
+        with VideoWriter(output, fps=FPS, audio_path=audio_path, frames_dir=frames_dir) as writer:
             for frame in frames:
                 writer.write(frame)
         return Path(output)
+
+    def generate(self, image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike, *,
+                 phonemes: str | os.PathLike | None = None, transcript: str | None = None,
+                 pose: np.ndarray | None = None, crop: bool = True, frames_dir: str | os.PathLike | None = None,
+                 progress: bool = False) -> Path:
+        """Image + speech file -> talking-head mp4 (see ``write_video``)."""
+        reference = load_reference(image, crop=crop, pose=pose)
+        speech = load_speech(audio, phonemes=phonemes, transcript=transcript)
+        return self.write_video(reference, speech, output, audio, frames_dir=frames_dir, progress=progress)
