@@ -32,19 +32,19 @@ def window(speech: Speech, poses: np.ndarray, rid: int, num_w: int):
     return ph, audio.astype(np.float32), boxes
 
 
-def per_frame_frames(pipeline: Pipeline, reference: Reference, speech: Speech) -> Iterator[np.ndarray]:
-    m, dev, dt = pipeline.models, pipeline.device, pipeline.dtype
+def per_frame_predictions(pipeline: Pipeline, reference: Reference, speech: Speech) -> Iterator[torch.Tensor]:
+    """Yield (1, 3, 256, 256) float frames in [0, 1], one window and one full generator pass per frame."""
+    m, dev, dt = pipeline.models, pipeline.device, pipeline.avct_dtype
     poses = pipeline.head_poses(reference, speech)
-    image = reference.image.to(dev, dt)
+    image = reference.image.to(dev, torch.float32)
     kp_initial = None
     with torch.inference_mode():
         for rid in range(speech.num_frames):
             detected = m.keypoint_detector.detect(image)
             ph, audio, boxes = window(speech, poses, rid, m.avct.cfg.num_w)
             kp_drv = m.avct(torch.from_numpy(ph)[None].to(dev), torch.from_numpy(audio)[None].to(dev, dt),
-                            torch.from_numpy(boxes)[None].to(dev, dt), detected.feature_map)
+                            torch.from_numpy(boxes)[None].to(dev, dt), detected.feature_map.to(dt)).to(torch.float32)
             if kp_initial is None:
                 kp_initial = kp_drv
             kp_norm = relative_motion(detected.keypoints, kp_drv, kp_initial)
-            pred = m.generator(image, detected.keypoints, kp_norm)["prediction"]
-            yield (pred.float()[0].permute(1, 2, 0) * 255).to(torch.uint8).cpu().numpy()
+            yield m.generator(image, detected.keypoints, kp_norm)["prediction"].float()
