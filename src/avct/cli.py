@@ -31,6 +31,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="network precision (bf16 is fast on recent CPUs and GPUs; fp16 GPU only)")
     p.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the renderer (~1.35x faster on CPU after ~25 s of compiling)")
     p.add_argument("--seed", type=int, default=0, help="random seed (inference is deterministic anyway)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
@@ -66,7 +68,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
     reference = load_reference(args.image, crop=not args.no_crop, pose=pose)
     pipeline = Pipeline.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
-                                        batch_size=args.batch_size)
+                                        batch_size=args.batch_size, compile=args.compile)
     speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
     out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
                                progress=not args.quiet)
