@@ -131,22 +131,55 @@ def write_long_inputs(seconds: float, directory: Path) -> tuple[Path, Path]:
     return wav, js
 
 
+class RssSampler:
+    """Peak resident memory of this process over a block, sampled every 5 ms from /proc (Linux).
+
+    ru_maxrss cannot be used: its high-water mark is set while the weights are being filled."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak, self._stop = self.rss(), False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
 def memory_probe(wav: str, phonemes: str, frames: int, device: str) -> None:
     """Child process: load, prepare the whole audio, render `frames` frames into an mp4 with all the audio."""
+    import gc
+
     from avct.pipeline import Pipeline, load_reference, load_speech
     from avct.testing.weight_fill import filled_models
     from avct.video import VideoWriter
 
     pipeline = Pipeline(filled_models(), device=device, precision="fp32")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    reference = load_reference(IMAGE)
-    speech = load_speech(wav, phonemes=phonemes)
-    with tempfile.TemporaryDirectory() as tmp:
-        with VideoWriter(Path(tmp) / "out.mp4", audio_path=wav) as writer:
-            for frame in itertools.islice(pipeline.frames(reference, speech), frames):
-                writer.write(frame)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mb": peak / 1024, "models_rss_mb": base / 1024, "frames": speech.num_frames}))
+    gc.collect()
+    before = RssSampler.rss()
+    with RssSampler() as sampler:
+        reference = load_reference(IMAGE)
+        speech = load_speech(wav, phonemes=phonemes)
+        with tempfile.TemporaryDirectory() as tmp:
+            with VideoWriter(Path(tmp) / "out.mp4", audio_path=wav) as writer:
+                for frame in itertools.islice(pipeline.frames(reference, speech), frames):
+                    writer.write(frame)
+    print(json.dumps({"peak_rss_mb": sampler.peak / 2**20, "models_rss_mb": before / 2**20,
+                      "frames": speech.num_frames}))
 
 
 def memory(args) -> dict:
@@ -160,7 +193,8 @@ def memory(args) -> dict:
                                   capture_output=True, text=True, check=True)
             probe = json.loads(proc.stdout.strip().splitlines()[-1])
             out[f"peak_mb_{label}"] = probe["peak_rss_mb"]
-            out[f"models_mb_{label}"] = probe["models_rss_mb"]
+            out[f"loaded_mb_{label}"] = probe["models_rss_mb"]
+            out[f"video_frames_{label}"] = probe["frames"]
             out[f"seconds_{label}"] = time.perf_counter() - t
     out["memory_ratio_10min_vs_10s"] = out["peak_mb_10min"] / out["peak_mb_10s"]
     return out
