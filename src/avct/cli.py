@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avct", description="One-shot talking-head generation (AVCT).")
     parser.add_argument("--version", action="version", version=f"avct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_generate, _add_convert, _add_phonemes, _add_pose):
+    from .data.preprocess import add_preprocess_parser
+
+    for add in (_add_generate, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser):
         add(sub)
     return parser
 
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avct: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("avct: interrupted; no output written", file=sys.stderr)
+        print("avct: interrupted; no partial output left behind", file=sys.stderr)
         return 130
     except MemoryError:
         print("avct: error: out of memory; try a smaller --batch-size", file=sys.stderr)
