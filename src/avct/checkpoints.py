@@ -215,6 +215,8 @@ def load_models(path: str | os.PathLike) -> AvctModels:
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
             return load_saved(path)
+        if (path / "weights" / CONFIG_FILE).is_file():  # an `avct train` run directory
+            return load_saved(path / "weights")
         gen, a2p = path / "generator.ckpt", path / "audio2pose.ckpt"
         if gen.is_file() or a2p.is_file():
             return load_official(gen if gen.is_file() else None, a2p if a2p.is_file() else None)
