@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -32,11 +31,6 @@ def parity(shared) -> Path:
 @pytest.fixture(scope="session")
 def data(shared) -> Path:
     return shared / "data"
-
-
-def golden(parity: Path, name: str) -> dict[str, np.ndarray]:
-    with np.load(parity / name) as f:
-        return {k: f[k] for k in f.files}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from avct.cli import main
 from avct.video import probe_video
-from conftest import golden
+from parity_data import golden
 
 POSE = "0.017,0.025,0.026,-1.2,26.8,246.8"
 

@@ -8,7 +8,7 @@ from avct.audio.features import acoustic_features
 from avct.audio.phonemes import frame_phoneme_ids, read_phoneme_json
 from avct.per_frame import per_frame_predictions
 from avct.pipeline import Pipeline, Speech, load_reference
-from avct.video import read_video  # noqa: F401  (import check: the writer module is part of the fast path)
+
 
 NUM_FRAMES = 14
 

@@ -67,6 +67,25 @@ class AvctModels:
             raise AvctError(f"{source} lacks the {', '.join(missing)} weights needed here")
 
 
+# component -> its section of ModelConfig
+CONFIG_SECTIONS = {"keypoint_detector": "keypoint_detector", "generator": "generator", "avct": "avct",
+                   "head_motion": "head_motion"}
+
+
+def merge_models(sources: list[AvctModels]) -> AvctModels:
+    """One bundle from several (e.g. an AVCT run + a head-motion run): each network, with its own config
+    section, comes from the last source that has it."""
+    import dataclasses
+
+    merged = AvctModels(sources[0].config)
+    for models in sources:
+        for name, module in models.components().items():
+            setattr(merged, name, module)
+            section = CONFIG_SECTIONS[name]
+            merged.config = dataclasses.replace(merged.config, **{section: getattr(models.config, section)})
+    return merged
+
+
 def build_component(name: str, config: ModelConfig) -> nn.Module:
     if name == "keypoint_detector":
         return KeypointDetector(config.keypoint_detector)

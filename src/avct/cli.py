@@ -5,7 +5,6 @@ Every error a user can cause surfaces as one line on stderr and a non-zero exit;
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -19,8 +18,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="reference face image (any common format)")
     p.add_argument("--audio", required=True, help="speech (wav/flac/mp3/m4a/ogg or a video's audio track)")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--checkpoint", required=True,
-                   help="directory with the official generator.ckpt + audio2pose.ckpt, or avct weights")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="directory with the official generator.ckpt + audio2pose.ckpt, avct weights, or an "
+                        "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run)")
     p.add_argument("--phonemes", help="phoneme timings in the official JSON format (else recognised offline)")
     p.add_argument("--transcript", help="what is said (text or a .txt file): far better phoneme alignment")
     p.add_argument("--pose", help="reference head pose Rx,Ry,Rz,Tx,Ty,Tz (rad, mm; OpenFace convention); "
@@ -67,8 +67,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
     reference = load_reference(args.image, crop=not args.no_crop, pose=pose)
-    pipeline = Pipeline.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
-                                        batch_size=args.batch_size, compile=args.compile)
+    from .checkpoints import load_models, merge_models
+
+    models = merge_models([load_models(path) for path in args.checkpoint])
+    pipeline = Pipeline(models, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                        compile=args.compile)
     speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
     out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
                                progress=not args.quiet)
@@ -77,26 +80,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="official/FOMM checkpoints -> avct safetensors weights",
-                       description="Read official AVCT (generator.ckpt, audio2pose.ckpt) or FOMM vox-256 "
-                                   "checkpoints safely and write avct weights (safetensors + config.json).")
-    p.add_argument("sources", nargs="+", help="checkpoint files or directories; later ones add/override parts")
+    p = sub.add_parser("convert", help="official/FOMM checkpoints or training runs -> one avct weights folder",
+                       description="Read official AVCT (generator.ckpt, audio2pose.ckpt), FOMM vox-256 checkpoints, "
+                                   "avct weights or `avct train` run folders safely and write one avct weights "
+                                   "folder (safetensors + config.json).")
+    p.add_argument("sources", nargs="+", help="checkpoint files, weights or run folders; later ones add/override networks")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_convert)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import COMPONENTS, load_models, save_models
+    from .checkpoints import load_models, merge_models, save_models
 
-    merged = None
-    for src in args.sources:
-        models = load_models(src)
-        if merged is None:
-            merged = models
-        else:
-            for name in COMPONENTS:
-                if getattr(models, name) is not None:
-                    setattr(merged, name, getattr(models, name))
+    merged = merge_models([load_models(src) for src in args.sources])
     out = save_models(merged, args.output)
     print(f"{out}: {', '.join(merged.components())}")
     return 0

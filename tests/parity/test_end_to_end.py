@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from avct.pipeline import Pipeline, Reference, Speech
-from conftest import golden
+from parity_data import golden
 
 
 @pytest.fixture(scope="module")

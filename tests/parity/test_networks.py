@@ -1,12 +1,11 @@
 """Each network, loaded from official-layout checkpoints filled by rule `qr`, against the official
 outputs (parity pack §2.5-2.9; tolerances from its §3)."""
 import numpy as np
-import pytest
 import torch
 
 from avct.models.keypoints import Keypoints
 from avct.models.motion import relative_motion
-from conftest import golden
+from parity_data import golden
 
 
 def close(actual, expected, atol, what):

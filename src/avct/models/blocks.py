@@ -35,8 +35,9 @@ class AntiAliasInterpolation2d(nn.Module):
         if self.scale == 1.0:
             return x
         x = F.pad(x, (self.pad,) * 4)
-        x = F.conv2d(x, self.weight.to(x.dtype), groups=self.groups)
-        return x[:, :, :: self.step, :: self.step]  # == nearest interpolation by `scale`
+        # stride = keep every step-th output (== blur then nearest interpolation by `scale`), without
+        # computing the outputs that would be thrown away
+        return F.conv2d(x, self.weight.to(x.dtype), groups=self.groups, stride=self.step)
 
 
 class DownBlock2d(nn.Module):

@@ -303,6 +303,9 @@ class AvctTrainConfig(TrainConfig):
           instead of the keypoint-detector features.
       no_bst ("w/o BST"): items are independent frames instead of T successive ones; no D_seq.
       no_dsync ("w/o D_sync"): no lip-sync loss (no --syncnet needed).
+    relative_motion: train through Eq. 3 (relative transfer w.r.t. the sequence's first frame) instead
+      of rendering the predicted keypoints directly from a random reference frame (the default, since the
+      paper applies relative transfer at inference only).
     The first three switch the matching ``use_*`` flags of the AVCT model config (see model_config).
     """
 
@@ -322,6 +325,7 @@ class AvctTrainConfig(TrainConfig):
     reference_image_instead_of_kp_features: bool = False
     no_bst: bool = False
     no_dsync: bool = False
+    relative_motion: bool = False
 
     def model_config(self) -> ModelConfig:
         """The preset + overrides, with the ablation switches applied to the AVCT network."""
