@@ -199,19 +199,25 @@ def save_models(models: AvctModels, out_dir: str | os.PathLike) -> Path:
     return out
 
 
+def read_format_json(path: Path, format_name: str, version: int) -> dict:
+    """The JSON beside a set of safetensors: checked to be ours and not from a newer avct."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AvctError(f"cannot read {path}: {_first_line(e)}") from None
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        raise AvctError(f"{path} is not an avct {format_name} file")
+    if meta.get("version", 0) > version:
+        raise AvctError(f"{path} was written by a newer avct ({format_name} version {meta['version']}); upgrade avct")
+    return meta
+
+
 def load_saved(directory: str | os.PathLike) -> AvctModels:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    try:
-        meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise AvctError(f"cannot read {directory / CONFIG_FILE}: {_first_line(e)}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise AvctError(f"{directory / CONFIG_FILE} is not an avct weights config")
-    if meta.get("version", 0) > FORMAT_VERSION:
-        raise AvctError(f"{directory} was written by a newer avct (format {meta['version']}); upgrade avct")
+    meta = read_format_json(directory / CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION)
     config = ModelConfig.from_dict(meta.get("model", {}))
     models = AvctModels(config)
     for name in meta.get("components", []):

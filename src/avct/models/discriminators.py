@@ -321,21 +321,16 @@ def load_syncnet(path: str | os.PathLike) -> SyncNet:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..checkpoints import load_state_checked
+    from ..checkpoints import load_state_checked, read_format_json
 
     path = Path(path)
     if path.is_file():
         path = path.parent
     if not (path / SYNCNET_CONFIG).is_file() and (path / "weights" / SYNCNET_CONFIG).is_file():
         path = path / "weights"
-    try:
-        meta = json.loads((path / SYNCNET_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise AvctError(f"no SyncNet at {path}: cannot read {SYNCNET_CONFIG} ({e.__class__.__name__})") from None
-    if not isinstance(meta, dict) or meta.get("format") != SYNCNET_FORMAT:
-        raise AvctError(f"{path / SYNCNET_CONFIG} is not an avct SyncNet config")
-    if meta.get("version", 0) > SYNCNET_VERSION:
-        raise AvctError(f"{path} was written by a newer avct (SyncNet format {meta['version']}); upgrade avct")
+    if not (path / SYNCNET_CONFIG).is_file():
+        raise AvctError(f"no SyncNet at {path}: {SYNCNET_CONFIG} not found")
+    meta = read_format_json(path / SYNCNET_CONFIG, SYNCNET_FORMAT, SYNCNET_VERSION)
     model = SyncNet(SyncNetConfig.from_dict(meta.get("config", {})))
     try:
         state = load_file(str(path / SYNCNET_WEIGHTS))

@@ -11,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import AvctError
 from .config import STAGE_NAMES
 
 EPILOG = """\
@@ -72,15 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv and argv[0] in STAGE_NAMES:  # `python -m avct.train.cli headmotion ...`
         argv = ["train", *argv]
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except AvctError as e:
-        print(f"avct: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("avct: interrupted", file=sys.stderr)
-        return 130
+    from ..cli import run_command
+
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
