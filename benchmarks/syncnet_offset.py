@@ -54,7 +54,7 @@ def shifted_videos(clip_dir: Path, out_dir: Path) -> list[Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2000, help="at most the small preset's 2000")
     ap.add_argument("--work", default="/tmp/avct_syncnet_offset")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
@@ -68,8 +68,8 @@ def main() -> None:
     preprocess([videos / v for v in TRAIN], work / "train_data", phonemes="none", progress=False)
     preprocess([videos / HELD_OUT], work / "test_data", phonemes="none", progress=False)
     t1 = time.perf_counter()
-    train("syncnet", "small", work / "train_data", work / "syncnet", max_steps=args.steps, progress=False,
-          resume=(work / "syncnet" / "checkpoints" / "latest").is_file())
+    result = train("syncnet", "small", work / "train_data", work / "syncnet", max_steps=args.steps, progress=False,
+                   resume=(work / "syncnet" / "checkpoints" / "latest").is_file())
     t2 = time.perf_counter()
     clip = next((work / "test_data" / "clips").iterdir())
     gen = shifted_videos(clip, work / "shifted")
@@ -85,7 +85,7 @@ def main() -> None:
     import csv
 
     rows = {r["name"]: r for r in csv.DictReader(open(work / "report" / "per_video.csv"))}
-    print(f"preprocess {t1 - t0:.0f} s, train {args.steps} steps {t2 - t1:.0f} s, evaluate {t3 - t2:.0f} s")
+    print(f"preprocess {t1 - t0:.0f} s, train {result.step} steps {t2 - t1:.0f} s, evaluate {t3 - t2:.0f} s")
     base = None
     for k in SHIFTS:
         r = rows[f"shift_{k:+d}"]
