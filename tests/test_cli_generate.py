@@ -111,3 +111,17 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"avct: error: image not found: {tmp_path / 'x.png'}"
+
+
+def test_generate_combines_runs(good, small_checkpoint_dir, tmp_path):
+    """Weights of separate training runs (e.g. avct + headmotion) are used together without conversion."""
+    from avct.checkpoints import AvctModels, load_models, save_models
+
+    full = load_models(small_checkpoint_dir)
+    avct_run = save_models(AvctModels(full.config, keypoint_detector=full.keypoint_detector,
+                                      generator=full.generator, avct=full.avct), tmp_path / "avct_run" / "weights")
+    head_run = save_models(AvctModels(full.config, head_motion=full.head_motion), tmp_path / "head_run")
+    argv = _with(good, "--checkpoint", avct_run.parent)  # a run folder (its weights/ inside)
+    argv += ["--checkpoint", str(head_run), "--frames", str(tmp_path / "frames")]
+    assert main(argv) == 0
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 110
