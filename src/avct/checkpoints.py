@@ -199,14 +199,15 @@ def save_models(models: AvctModels, out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def read_format_json(path: Path, format_name: str, version: int) -> dict:
-    """The JSON beside a set of safetensors: checked to be ours and not from a newer avct."""
+def read_format_json(path: Path, format_name: str, version: int, what: str = "avct weights config") -> dict:
+    """The JSON beside a set of safetensors: checked to be ours (``what`` names it in errors) and not
+    from a newer avct."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AvctError(f"cannot read {path}: {_first_line(e)}") from None
     if not isinstance(meta, dict) or meta.get("format") != format_name:
-        raise AvctError(f"{path} is not an avct {format_name} file")
+        raise AvctError(f"{path} is not an {what}")
     if meta.get("version", 0) > version:
         raise AvctError(f"{path} was written by a newer avct ({format_name} version {meta['version']}); upgrade avct")
     return meta

@@ -330,7 +330,7 @@ def load_syncnet(path: str | os.PathLike) -> SyncNet:
         path = path / "weights"
     if not (path / SYNCNET_CONFIG).is_file():
         raise AvctError(f"no SyncNet at {path}: {SYNCNET_CONFIG} not found")
-    meta = read_format_json(path / SYNCNET_CONFIG, SYNCNET_FORMAT, SYNCNET_VERSION)
+    meta = read_format_json(path / SYNCNET_CONFIG, SYNCNET_FORMAT, SYNCNET_VERSION, "avct SyncNet config")
     model = SyncNet(SyncNetConfig.from_dict(meta.get("config", {})))
     try:
         state = load_file(str(path / SYNCNET_WEIGHTS))
