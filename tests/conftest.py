@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED = Path(os.environ.get("AVCT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from shared_files import SHARED, require
+
 PARITY = SHARED / "reference" / "parity"
 DATA = SHARED / "data"
 
@@ -16,11 +17,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    if not SHARED.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the shared data folder {SHARED} is missing in CI")
-        pytest.skip(f"shared data folder {SHARED} is absent (expected beside the repository)")
-    return SHARED
+    return require(SHARED)
 
 
 @pytest.fixture(scope="session")

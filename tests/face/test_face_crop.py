@@ -3,24 +3,15 @@ from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avct.face.crop import (aspect_preserved_bbox, crop_box, crop_face, crop_reference,
                             official_aspect_preserved_bbox, shifted_face_box)
-from avct.face.image import read_image
 from avct.face.landmarks import Face, detect_faces
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-IMAGES = SHARED / "data" / "image"
-
-
-def _image(name: str) -> np.ndarray:
-    if not (IMAGES / name).is_file():
-        pytest.skip(f"test image {IMAGES / name} is absent (shared data not mounted)")
-    return read_image(IMAGES / name)
+from shared_files import shared_image as _image
 
 
 @functools.cache

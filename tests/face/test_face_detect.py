@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,17 +11,9 @@ import pytest
 from avct.errors import AvctError
 from avct.face import landmarks as lm
 from avct.face.crop import crop_face
-from avct.face.image import read_image
 from avct.face.landmarks import MultipleFacesWarning, detect_faces, largest_face
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-IMAGES = SHARED / "data" / "image"
-
-
-def _image(name: str) -> np.ndarray:
-    if not (IMAGES / name).is_file():
-        pytest.skip(f"test image {IMAGES / name} is absent (shared data not mounted)")
-    return read_image(IMAGES / name)
+from shared_files import IMAGES, shared_image as _image
 
 
 def _box_close(a, b, frac: float) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import itertools
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,15 +18,13 @@ from avct.face.image import read_image
 from avct.face.landmarks import largest_face
 from avct.face.pose_box import draw_pose_box, project_box
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-IMAGES = SHARED / "data" / "image"
+from shared_files import IMAGES, require
 
 
 @functools.cache
 def _crop256(name: str) -> np.ndarray:
     """The official-style 256² crop of a test photo (largest face)."""
-    if not (IMAGES / name).is_file():
-        pytest.skip(f"test image {IMAGES / name} is absent (shared data not mounted)")
+    require(IMAGES / name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return crop_face(read_image(IMAGES / name), source_name=name).image
@@ -193,6 +190,5 @@ def test_reference_pose_needs_a_face_and_a_256_image():
 
 
 def _crop256_plain(name: str) -> np.ndarray:
-    if not (IMAGES / name).is_file():
-        pytest.skip(f"test image {IMAGES / name} is absent (shared data not mounted)")
+    require(IMAGES / name)
     return cv2.resize(read_image(IMAGES / name), (256, 256))
