@@ -183,6 +183,17 @@ class ClipArrays:
         return f"ClipArrays({self.name!r}, frames={self.num_frames}, usable={self.usable_frames})"
 
 
+def read_index(index: Path) -> dict[str, Any]:
+    """The parsed ``index.json``, checked to be an avct dataset index."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise AvctError(f"cannot read the dataset index {index}: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AvctError(f"{index} is not an avct dataset index")
+    return data
+
+
 class TalkingHeadDataset:
     """The clips of a dataset folder (its ``index.json``); ``clip(i)`` opens one clip's arrays."""
 
@@ -191,12 +202,7 @@ class TalkingHeadDataset:
         index = self.root / "index.json"
         if not index.is_file():
             raise AvctError(f"no dataset at {self.root} (index.json missing); create one with avct preprocess")
-        try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AvctError(f"cannot read the dataset index {index}: {e}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise AvctError(f"{index} is not an avct dataset index")
+        data = read_index(index)
         if data.get("version") not in SUPPORTED_VERSIONS:
             raise AvctError(f"{index} has dataset format version {data.get('version')}; this avct reads "
                             f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}: re-run avct preprocess")

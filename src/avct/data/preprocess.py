@@ -57,14 +57,11 @@ import numpy as np
 
 from ..errors import AvctError
 from ..io_utils import atomic_write_text, chmod_default
+from .dataset import FORMAT, FPS, IMAGE_SIZE, SAMPLE_RATE, SUPPORTED_VERSIONS, read_index
 
 log = logging.getLogger(__name__)
 
-FORMAT = "avct-dataset"
-FORMAT_VERSION = 1
-FPS = 25
-SAMPLE_RATE = 16000
-IMAGE_SIZE = 256
+FORMAT_VERSION = SUPPORTED_VERSIONS[-1]
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 # The 41-d features of the last frame need a full 25 ms analysis window: 15 ms of audio past the end of
 # the video are kept so that 640 T + 240 samples give exactly 4 T feature rows and T phoneme ids.
@@ -794,12 +791,7 @@ class _Index:
         path = root / "index.json"
         if not path.exists():
             return cls(root, {}, {})
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AvctError(f"cannot read the dataset index {path}: {e}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise AvctError(f"{path} is not an avct dataset index; choose another --out folder")
+        data = read_index(path)
         try:
             clips = {c["name"]: c for c in data.get("clips", [])
                      if (root / "clips" / str(c["name"]) / "DONE").is_file()}
