@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"avct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .data.preprocess import add_preprocess_parser
-    from .eval.evaluate import add_evaluate_parser
+    from .eval.cli import add_evaluate_parser
     from .train.cli import add_train_parser
 
     for add in (_add_generate, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser, add_train_parser,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from avct.errors import AvctError
+from avct.eval import cli as eval_cli
 from avct.eval import evaluate as ev
 from avct.eval.fid import inception_weights_path
 
@@ -26,7 +27,7 @@ def _link_dir(root, data, names):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avct")
-    ev.add_evaluate_parser(parser.add_subparsers(dest="command", required=True))
+    eval_cli.add_evaluate_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

@@ -10,7 +10,6 @@ Truth" row scores the reference videos themselves (FID and LMD 0 by definition).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -28,7 +27,7 @@ from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
 
-__all__ = ["evaluate", "cmd_evaluate", "add_evaluate_parser", "collect_videos", "pair_videos", "VIDEO_SUFFIXES"]
+__all__ = ["evaluate", "collect_videos", "pair_videos", "VIDEO_SUFFIXES"]
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
 SYNC_FPS = 25.0
@@ -356,42 +355,3 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
     report.write_markdown(out / "summary.md", summary, rows)
     report.write_plots(out, plots)
     return summary
-
-
-# ---- command line ------------------------------------------------------------------------------
-
-
-def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``avct evaluate`` (the lead wires this into cli.py)."""
-    p = subparsers.add_parser(
-        "evaluate", help="FID, CPBD, LMD, AVOff, AVConf of generated vs reference videos",
-        description="Score generated talking-head videos against reference videos paired by file name "
-                    "(the paper's Table-1 metrics). Writes per_video.csv, summary.json, summary.md and plots.")
-    p.add_argument("--generated", required=True, nargs="+", metavar="DIR|FILE",
-                   help="directory of generated videos, or video files")
-    p.add_argument("--reference", required=True, nargs="+", metavar="DIR|FILE",
-                   help="directory of ground-truth videos, or video files (same names as the generated ones)")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report directory")
-    p.add_argument("--syncnet", metavar="PATH",
-                   help="syncnet_v2.model (plain state dict) or a D_sync directory from `avct train syncnet`; "
-                        "without it AVOff/AVConf are not computed")
-    p.add_argument("--every", type=int, default=1, metavar="N",
-                   help="FID/CPBD/LMD on every N-th frame (default 1: all frames, as in the paper)")
-    p.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="face detection for the SyncNet crops every N frames (default 1)")
-    p.add_argument("--batch-size", type=int, default=16, help="Inception batch size (default 16)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_evaluate)
-    return p
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    summary = evaluate(args.generated, args.reference, args.output, syncnet=args.syncnet,
-                       progress=not args.quiet, frame_step=args.every, detect_every=args.detect_every,
-                       batch_size=args.batch_size, device=args.device)
-    print(report.markdown_table(summary))
-    for note in summary.get("notes", []):
-        print(f"note: {note}")
-    print(f"report written to {args.output} (per_video.csv, summary.json, summary.md, plots)")
-    return 0
