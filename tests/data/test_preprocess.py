@@ -346,3 +346,33 @@ def test_collect_videos_from_files_and_folders(tmp_path):
     found, bad = pp.collect_videos([tmp_path / "in", tmp_path / "in" / "a.mp4", tmp_path / "empty"])
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["in/a.mp4", "in/sub/b.MOV"]
     assert [(Path(o.source).name, o.reason) for o in bad] == [("empty", "folder holds no video files")]
+
+
+def test_audio_span_pads_leading_silence():
+    x = np.arange(1, 11, dtype=np.float32)
+    assert np.array_equal(pp.audio_span(x, 2, 4), [3, 4, 5, 6])
+    assert np.array_equal(pp.audio_span(x, -3, 5), [0, 0, 0, 1, 2])
+    assert np.array_equal(pp.audio_span(x, 8, 5), [9, 10])          # the track ends first
+    assert np.array_equal(pp.audio_span(x, -9, 5), [0, 0, 0, 0, 0])
+
+
+def test_audio_delay_resyncs_the_audio_track(data, tmp_path):
+    """--audio-delay d takes frame i's audio from t0 + i/25 + d: the same samples shifted by 16000·d,
+    leading silence for a negative delay; a changed delay redoes the clip; the frames are untouched."""
+    clip = data / "video" / "hdtf_rdradio10_vexpress_2s.mp4"
+    arrays = {}
+    for delay in (0.0, 0.1, -0.05):
+        root = tmp_path / f"d{delay}"
+        report = preprocess([clip], root, phonemes="none", max_seconds=1.2, audio_delay=delay, progress=False)
+        assert [o.frames for o in report.processed] == [30]
+        folder = root / "clips" / clip.stem
+        arrays[delay] = (np.load(folder / "audio.npy"), np.load(folder / "frames.npy", mmap_mode="r"))
+        settings = json.loads((folder / "meta.json").read_text())["settings"]
+        assert settings.get("audio_delay", 0.0) == delay
+    plain, later, earlier = arrays[0.0][0], arrays[0.1][0], arrays[-0.05][0]
+    assert len(plain) == len(later) == len(earlier) == 30 * 640 + 240
+    assert np.array_equal(later[:-1600], plain[1600:])
+    assert np.array_equal(earlier[:800], np.zeros(800, np.float32)) and np.array_equal(earlier[800:], plain[:-800])
+    assert np.array_equal(arrays[0.1][1], arrays[0.0][1])
+    redo = preprocess([clip], tmp_path / "d0.0", phonemes="none", max_seconds=1.2, audio_delay=0.1, progress=False)
+    assert len(redo.processed) == 1 and not redo.reused

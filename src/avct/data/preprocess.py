@@ -169,12 +169,15 @@ def _outcome_dict(o: ClipOutcome) -> dict[str, Any]:
 def preprocess(videos: Iterable[str | os.PathLike], out: str | os.PathLike, *,
                transcripts: dict[str, str] | None = None, phonemes: str = "recognize",
                max_seconds: float | None = None, speaker: str | None = None,
-               progress: bool = True) -> PreprocessReport:
+               audio_delay: float = 0.0, progress: bool = True) -> PreprocessReport:
     """Turn talking-head videos (files or folders of them) into the dataset at ``out``.
 
     ``transcripts`` maps a video's stem (or its path) to what is said, for forced alignment;
     ``phonemes="none"`` fills the phoneme track with SIL (fast; for tests and pose-only data);
     ``max_seconds`` keeps only the start of every clip; ``speaker`` is stored in the index.
+    ``audio_delay`` (seconds) re-syncs sources whose audio track runs late (> 0) or early (< 0) against
+    the picture: the audio of frame i is taken from ``t0 + i/25 + audio_delay`` (silence where that is
+    outside the track). Lip-sync training needs it for badly muxed clips.
     Raises AvctError only for problems with ``out`` itself; bad clips are skipped and reported.
     """
     if phonemes not in PHONEME_MODES:
@@ -194,7 +197,8 @@ def preprocess(videos: Iterable[str | os.PathLike], out: str | os.PathLike, *,
             for path in inputs:
                 bar.set_postfix_str(path.name[-40:], refresh=False)
                 outcome = _preprocess_one(path, root, index, transcripts=transcripts, phonemes=phonemes,
-                                          max_seconds=max_seconds, speaker=speaker, progress=progress)
+                                          max_seconds=max_seconds, speaker=speaker, audio_delay=audio_delay,
+                                          progress=progress)
                 report.outcomes.append(outcome)
                 index.record(outcome, speaker)
                 index.save()
@@ -207,7 +211,7 @@ def preprocess(videos: Iterable[str | os.PathLike], out: str | os.PathLike, *,
             for o in missing:
                 index.record(o, speaker)
             index.save()
-            _write_report(root, report, phonemes=phonemes, max_seconds=max_seconds)
+            _write_report(root, report, phonemes=phonemes, max_seconds=max_seconds, audio_delay=audio_delay)
     return report
 
 
@@ -249,13 +253,13 @@ def _progress(total: int, enabled: bool):
 
 def _preprocess_one(path: Path, root: Path, index: _Index, *, transcripts: dict[str, str] | None,
                     phonemes: str, max_seconds: float | None, speaker: str | None,
-                    progress: bool) -> ClipOutcome:
+                    audio_delay: float, progress: bool) -> ClipOutcome:
     """Process, reuse or skip one video; never raises except for KeyboardInterrupt / SystemExit."""
     started = time.perf_counter()
     source = str(path)
     try:
         transcript = _transcript_for(path, transcripts)
-        settings = _settings(max_seconds, phonemes, transcript)
+        settings = _settings(max_seconds, phonemes, transcript, audio_delay)
         signature = source_signature(path)
         name = index.name_for(path)
         clip_dir = root / "clips" / name
@@ -267,7 +271,7 @@ def _preprocess_one(path: Path, root: Path, index: _Index, *, transcripts: dict[
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             meta = _build_clip(path, clip_dir, transcript=transcript, phonemes=phonemes,
-                               max_seconds=max_seconds, progress=progress,
+                               max_seconds=max_seconds, audio_delay=audio_delay, progress=progress,
                                extra={"name": name, "source": signature, "settings": settings,
                                       "speaker": speaker})
         notes = _unique(" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning))
@@ -297,11 +301,15 @@ def _transcript_for(path: Path, transcripts: dict[str, str] | None) -> str | Non
     return None
 
 
-def _settings(max_seconds: float | None, phonemes: str, transcript: str | None) -> dict[str, Any]:
+def _settings(max_seconds: float | None, phonemes: str, transcript: str | None,
+              audio_delay: float = 0.0) -> dict[str, Any]:
     """Everything besides the source file that changes a clip's arrays: a change means redo."""
     digest = hashlib.sha1(transcript.encode("utf-8")).hexdigest() if transcript is not None else None
-    return {"format_version": FORMAT_VERSION, "max_seconds": max_seconds, "phonemes": phonemes,
-            "transcript_sha1": digest}
+    settings = {"format_version": FORMAT_VERSION, "max_seconds": max_seconds, "phonemes": phonemes,
+                "transcript_sha1": digest}
+    if audio_delay:  # only when set, so that datasets written before the option are still reused
+        settings["audio_delay"] = audio_delay
+    return settings
 
 
 def source_signature(path: Path) -> dict[str, Any]:
@@ -321,7 +329,8 @@ def finished_meta(clip_dir: Path) -> dict[str, Any] | None:
 
 
 def _build_clip(path: Path, clip_dir: Path, *, transcript: str | None, phonemes: str,
-                max_seconds: float | None, progress: bool, extra: dict[str, Any]) -> dict[str, Any]:
+                max_seconds: float | None, progress: bool, extra: dict[str, Any],
+                audio_delay: float = 0.0) -> dict[str, Any]:
     """All arrays of one clip, written into a temporary folder that replaces ``clip_dir`` when complete."""
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -348,8 +357,8 @@ def _build_clip(path: Path, clip_dir: Path, *, transcript: str | None, phonemes:
         timings["frames_landmarks_poses"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        start_sample = int(round(scan.start * SAMPLE_RATE))
-        samples = audio.samples[start_sample: start_sample + len(ticks) * SAMPLES_PER_FRAME + AUDIO_TAIL]
+        start_sample = int(round((scan.start + audio_delay) * SAMPLE_RATE))
+        samples = audio_span(audio.samples, start_sample, len(ticks) * SAMPLES_PER_FRAME + AUDIO_TAIL)
         audio_meta = write_audio_tracks(tmp, samples, transcript=transcript, phonemes=phonemes)
         timings["features_phonemes"] = time.perf_counter() - tick
 
@@ -364,6 +373,14 @@ def _build_clip(path: Path, clip_dir: Path, *, transcript: str | None, phonemes:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     return meta
+
+
+def audio_span(samples: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``samples[start:start + length]`` where ``start`` may be negative (leading silence); shorter only
+    when the track ends first."""
+    lead = min(max(-start, 0), length)
+    body = samples[max(start, 0): max(start, 0) + length - lead]
+    return np.concatenate([np.zeros(lead, dtype=samples.dtype), body]) if lead else body
 
 
 def _probe_and_audio(path: Path):
@@ -917,6 +934,9 @@ def add_preprocess_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
                    help="fill the phoneme track with silence instead of recognising speech (fast)")
     p.add_argument("--max-seconds", type=float, metavar="S", help="keep only the first S seconds of every clip")
     p.add_argument("--speaker", metavar="NAME", help="speaker name stored in the index for these clips")
+    p.add_argument("--audio-delay", type=float, default=0.0, metavar="S",
+                   help="seconds by which the audio track runs late against the picture (negative: early); "
+                        "the dataset's audio is shifted to re-sync it (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_preprocess)
     return p
@@ -946,7 +966,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     transcripts = read_transcripts(args.transcripts, videos)
     report = preprocess(args.videos, args.out, transcripts=transcripts,
                         phonemes="none" if args.no_phonemes else "recognize",
-                        max_seconds=args.max_seconds, speaker=args.speaker,
+                        max_seconds=args.max_seconds, speaker=args.speaker, audio_delay=args.audio_delay,
                         progress=not getattr(args, "quiet", False))
     print(report.summary())
     return 0 if report.processed or report.reused else 1
