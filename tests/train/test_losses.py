@@ -9,7 +9,8 @@ import torch
 from avct.errors import AvctError
 from avct.models.blocks import AntiAliasInterpolation2d
 from avct.models.keypoints import Keypoints
-from avct.train.losses import (VGG19, VGG19_ENV, ImagePyramid, PerceptualPyramidLoss, StridedAntiAlias, Transform,
+from avct.train.losses import (VGG19, VGG19_ENV, ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss,
+                               StridedAntiAlias, Transform,
                                equivariance_losses, feature_matching_loss, load_vgg19, lsgan_discriminator_loss,
                                lsgan_generator_loss)
 
@@ -132,6 +133,21 @@ def test_perceptual_pyramid_loss(no_vgg_env):
     assert torch.allclose(value, manual)
     loss.train()
     assert not loss.training and not loss.vgg.training
+
+
+def test_pixel_pyramid_loss():
+    y = torch.rand(2, 3, 32, 32)
+    loss = PixelPyramidLoss(scales=(1, 0.5), weight=3.0)
+    assert loss(y, y).item() == 0
+    # one scale: weight · mean|ŷ − y| exactly; a constant shift c gives weight · c
+    assert torch.allclose(PixelPyramidLoss(scales=(1,), weight=3.0)(y + 0.25, y), torch.tensor(0.75))
+    # two scales: the sum of the per-level L1 distances of the anti-aliased pyramids, by hand
+    pred = (y + 0.1 * torch.randn_like(y)).requires_grad_()
+    value = loss(pred, y)
+    manual = 3.0 * sum((loss.pyramid(pred)[s] - loss.pyramid(y)[s]).abs().mean() for s in (1.0, 0.5))
+    assert torch.allclose(value, manual)
+    value.backward()
+    assert pred.grad.abs().sum() > 0
 
 
 # ---- equivariance ---------------------------------------------------------------------------------------

@@ -200,3 +200,33 @@ def test_official_checkpoint_as_the_frozen_renderer(official_checkpoint_dir, tin
     official = load_models(official_checkpoint_dir)
     assert all(torch.equal(a, b) for a, b in zip(stage.keypoint_detector.state_dict().values(),
                                                  official.keypoint_detector.state_dict().values()))
+
+
+KEYPOINT_ONLY = {**OVERRIDES, "no_dsync": True, "lr": 1e-3,
+                 "loss_weights": {"perceptual": 0.0, "pixel": 0.0, "sync": 0.0, "seq_gan": 0.0,
+                                  "discriminator_seq": 0.0}}
+
+
+def test_keypoint_only_training_never_renders(tiny_dataset, inits, monkeypatch):
+    """No image loss: the AVCT learns the frozen detector's keypoints through the equivariance terms alone,
+    and the renderer is never called (the bundled weights' CPU recipe)."""
+    stage = build_stage(AvctStage, "avct", KEYPOINT_ONLY, tiny_dataset, init={"renderer": inits["renderer"]})
+    assert not stage.render and stage.d_seq is None and stage.perceptual is None and stage.pixel is None
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("the renderer must not run without an image loss")
+
+    monkeypatch.setattr(stage.generator, "render", no_render)
+    runner = Runner(stage)
+    losses = runner.steps(fixed_batch(stage, [3]), 15)
+    assert set(runner.outputs[0].scalars) == {"equivariance_value", "equivariance_jacobian"}
+    assert all(np.isfinite(losses)) and drop_factor(losses) > 1.5
+
+
+def test_pixel_loss_renders(tiny_dataset, inits):
+    overrides = {**KEYPOINT_ONLY, "loss_weights": {**KEYPOINT_ONLY["loss_weights"], "pixel": 5.0}}
+    stage = build_stage(AvctStage, "avct", overrides, tiny_dataset, init={"renderer": inits["renderer"]})
+    assert stage.render and stage.pixel is not None and stage.pixel.weight == 5.0
+    runner = Runner(stage)
+    runner.steps(fixed_batch(stage, [3]), 1)
+    assert set(runner.outputs[0].scalars) == {"pixel", "equivariance_value", "equivariance_jacobian"}

@@ -43,6 +43,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="trained renderer: a renderer RUN_DIR, avct weights, or the official generator.ckpt")
     p.add_argument("--syncnet", metavar="PATH", help="trained lip-sync discriminator: a syncnet RUN_DIR or weights")
     p.add_argument("--headmotion", metavar="PATH", help="head-motion weights to start from (fine-tuning)")
+    p.add_argument("--avct", metavar="PATH", help="AVCT weights to start from (fine-tuning, e.g. a second phase)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -52,7 +53,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
 
-    init = {role: Path(getattr(args, role)) for role in ("renderer", "syncnet", "headmotion")
+    init = {role: Path(getattr(args, role)) for role in ("renderer", "syncnet", "headmotion", "avct")
             if getattr(args, role, None)}
     result = train(args.stage, args.config, args.data, args.out, max_steps=args.max_steps, resume=args.resume,
                    init=init, device=args.device, progress=not args.quiet)

@@ -167,9 +167,12 @@ class RendererLossWeights:
     generator_gan: LSGAN generator loss (0 = vox-256 without GAN, 1 = vox-adv-256).
     discriminator_gan: discriminator loss weight (used when generator_gan > 0).
     feature_matching: L1 on the discriminator's feature maps, one weight per DownBlock.
+    pixel: L1 between the image pyramids of prediction and frame (not in FOMM; 0 = off). Useful where
+        no ImageNet VGG-19 is available (with ``vgg_fallback: random``), as in the bundled weights' recipe.
     """
 
     perceptual: tuple[float, ...] = non_negative((10.0, 10.0, 10.0, 10.0, 10.0))
+    pixel: float = non_negative(0.0)
     equivariance_value: float = non_negative(10.0)
     equivariance_jacobian: float = non_negative(10.0)
     generator_gan: float = non_negative(0.0)
@@ -272,6 +275,10 @@ class AvctLossWeights:
     perceptual: lambda_v, the multi-layer VGG loss (its per-layer weights: perceptual_layers).
     perceptual_layers: FOMM's VGG-19 layer weights (relu1_1..relu5_1) inside L_vgg^mul.
     equivariance_value, equivariance_jacobian: lambda_eq^P and lambda_eq^J.
+    pixel: L1 between the image pyramids of rendered and real frames (not in the paper; 0 = off).
+    With perceptual, pixel, sync and seq_gan all 0 nothing is rendered: the AVCT then learns from the
+    equivariance terms alone, i.e. to match the frozen detector's keypoints of the real frames (a cheap
+    first phase on a CPU).
     """
 
     seq_gan: float = non_negative(1.0)
@@ -281,6 +288,7 @@ class AvctLossWeights:
     perceptual_layers: tuple[float, ...] = non_negative((10.0, 10.0, 10.0, 10.0, 10.0))
     equivariance_value: float = non_negative(10.0)
     equivariance_jacobian: float = non_negative(10.0)
+    pixel: float = non_negative(0.0)
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,23 @@ class PerceptualPyramidLoss(nn.Module):
         return total
 
 
+class PixelPyramidLoss(nn.Module):
+    """weight · Σ_scales mean|ŷ_s − y_s| on the anti-aliased image pyramid.
+
+    Not in the FOMM/AVCT recipe (which relies on ImageNet VGG-19 features alone): it anchors colours and
+    low frequencies when no ImageNet VGG-19 is at hand, and costs almost nothing compared with VGG."""
+
+    def __init__(self, scales: Sequence[float] = (1, 0.5, 0.25, 0.125), weight: float = 1.0):
+        super().__init__()
+        self.weight = float(weight)
+        self.pyramid = ImagePyramid(scales)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """prediction, target (B, 3, H, W) in [0, 1] -> scalar."""
+        pred_pyr, real_pyr = self.pyramid(prediction), self.pyramid(target)
+        return self.weight * sum((pred_pyr[s].float() - real_pyr[s].float()).abs().mean() for s in self.pyramid.scales)
+
+
 # ---- equivariance ---------------------------------------------------------------------------------
 class Transform:
     """A random smooth warp T of the plane [-1, 1]² (FOMM's equivariance transform).

@@ -59,8 +59,8 @@ from ...models.keypoints import Keypoints
 from ...models.motion import relative_motion
 from ...models.renderer import SourceEncoding
 from ..config import AvctTrainConfig
-from ..losses import (ImagePyramid, PerceptualPyramidLoss, Transform, equivariance_losses, load_vgg19,
-                      lsgan_discriminator_loss, lsgan_generator_loss)
+from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Transform, equivariance_losses,
+                      load_vgg19, lsgan_discriminator_loss, lsgan_generator_loss)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, clean_starts, frames_chw, read_clips
 
@@ -243,6 +243,10 @@ class AvctStage(Stage):
         if w.perceptual > 0 and any(w.perceptual_layers):
             self.perceptual = PerceptualPyramidLoss(load_vgg19(cfg.vgg_weights or None, cfg.vgg_fallback),
                                                     cfg.scales, w.perceptual_layers)
+        self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
+        # keypoint-only training (no image loss) skips the renderer entirely
+        self.render = any(x is not None for x in (self.perceptual, self.pixel, self.syncnet)) or (
+            self.use_seq and w.seq_gan > 0)
 
     def _model_config(self, renderer: ModelConfig) -> ModelConfig:
         """The config to export: the renderer's E_kd/E_r sections, the AVCT section of this run with its
@@ -271,6 +275,8 @@ class AvctStage(Stage):
             out["syncnet"] = self.syncnet
         if self.perceptual is not None:
             out["perceptual"] = self.perceptual
+        if self.pixel is not None:
+            out["pixel"] = self.pixel
         if self.d_seq is not None:
             out["seq_pyramid"] = self.seq_pyramid
         return out
@@ -313,12 +319,16 @@ class AvctStage(Stage):
                 kp_driving = relative_motion(kp_ref, kp_hat, first)
             else:
                 kp_driving = kp_hat
-            enc = SourceEncoding(*(x.repeat_interleave(t, 0)                           # (B·T, ...)
-                                   for x in (source.image, source.features, source.image_down)))
-            fake = self.generator.render(enc, kp_ref, kp_driving)["prediction"]       # (B·T, 3, H, W)
+            fake = None
+            if self.render:
+                enc = SourceEncoding(*(x.repeat_interleave(t, 0)                       # (B·T, ...)
+                                       for x in (source.image, source.features, source.image_down)))
+                fake = self.generator.render(enc, kp_ref, kp_driving)["prediction"]   # (B·T, 3, H, W)
 
             if self.perceptual is not None:
                 parts["perceptual"] = w.perceptual * self.perceptual(fake, real)
+            if self.pixel is not None:
+                parts["pixel"] = self.pixel(fake, real)
             if w.equivariance_value > 0 or w.equivariance_jacobian > 0:
                 transform = Transform(b * t, **dataclasses.asdict(cfg.transform), device=real.device)
                 with torch.no_grad():
@@ -337,7 +347,7 @@ class AvctStage(Stage):
         amp.backward(total)
         amp.step(optimizers["avct"])
         scalars = {k: float(v.detach()) for k, v in parts.items()}
-        if self.d_seq is not None and w.discriminator_seq > 0:
+        if self.d_seq is not None and w.discriminator_seq > 0 and fake is not None:
             optimizers["d_seq"].zero_grad(set_to_none=True)  # drop the grads of the generator's pass
             with amp.autocast():
                 real_out, fake_out = self._discriminate(modules["d_seq"], real, fake.detach(), b, t)

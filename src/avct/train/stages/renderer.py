@@ -4,6 +4,7 @@ An item is a (source, driving) pair of frames of one clip; the detector finds ke
 generator redraws the driving frame from the source and the two keypoint sets. Losses:
 
     L = Σ_s Σ_l w_l·mean|φ_l(ŷ_s) − φ_l(y_s)|                     perceptual pyramid (VGG-19)
+      [+ λ_pix·Σ_s mean|ŷ_s − y_s|]                                    pixel pyramid (pixel > 0; not FOMM)
       + λ_val·mean|k_drv − T(k')| + λ_jac·mean|I − J_drv⁻¹·∇T·J'|    equivariance, k', J' = E_kd(T(driving))
       [+ λ_gan·Σ mean(1 − D(ŷ))² + Σ_i w_i·mean|D_i(y) − D_i(ŷ)|]     LSGAN + feature matching (generator_gan > 0)
 
@@ -29,7 +30,7 @@ from ...models.discriminators import MultiScaleDiscriminator
 from ...models.keypoints import KeypointDetector, Keypoints
 from ...models.renderer import OcclusionAwareGenerator
 from ..config import AugmentationConfig, RendererTrainConfig
-from ..losses import (ImagePyramid, PerceptualPyramidLoss, Transform, equivariance_losses, feature_matching_loss,
+from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Transform, equivariance_losses, feature_matching_loss,
                       load_vgg19, lsgan_discriminator_loss, lsgan_generator_loss)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, frames_chw, read_clips
@@ -127,6 +128,7 @@ class RendererStage(Stage):
         if any(w.perceptual):
             self.perceptual = PerceptualPyramidLoss(load_vgg19(cfg.vgg_weights or None, cfg.vgg_fallback),
                                                     cfg.scales, w.perceptual)
+        self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
 
     def _load_init(self, path: Path) -> None:
         models = load_models(path)
@@ -145,6 +147,8 @@ class RendererStage(Stage):
         out: dict[str, nn.Module] = {}
         if self.perceptual is not None:
             out["perceptual"] = self.perceptual
+        if self.pixel is not None:
+            out["pixel"] = self.pixel
         if self.use_gan:
             out["disc_pyramid"] = self.disc_pyramid
         return out
@@ -183,6 +187,8 @@ class RendererStage(Stage):
             prediction = generator(source, kp_source, kp_driving)["prediction"]     # (B, 3, H, W)
             if self.perceptual is not None:
                 parts["perceptual"] = self.perceptual(prediction, driving)
+            if self.pixel is not None:
+                parts["pixel"] = self.pixel(prediction, driving)
             if self.use_gan:
                 d_out = self._discriminate(modules["discriminator"], driving, prediction, kp_driving)
                 real, fake = d_out.split(b)
