@@ -120,3 +120,38 @@ def test_small_config_round_trip(tmp_path):
         assert torch.equal(models.keypoint_detector(x).value, loaded.keypoint_detector(x).value)
     with pytest.raises(AvctError, match="unknown"):
         ModelConfig.from_dict({"avct": {"nonsense": 1}})
+
+
+def test_half_storage_round_trip_and_convert_with_syncnet(small_checkpoint_dir, tmp_path, capsys):
+    """--half stores fp32 weights as fp16 (half the bytes), keeps what would overflow fp16 as fp32, and
+    loads back as fp32 within fp16 rounding; --syncnet puts a D_sync beside the weights."""
+    from safetensors import safe_open
+
+    from avct.checkpoints import half_tensor
+    from avct.models.discriminators import SyncNet, SyncNetConfig, load_syncnet, save_syncnet
+
+    big = torch.tensor([1.0, 1e6])
+    assert half_tensor(big).dtype == torch.float32                     # 1e6 overflows fp16
+    assert half_tensor(torch.tensor([0.5, -2.0])).dtype == torch.float16
+    assert half_tensor(torch.tensor([3], dtype=torch.int64)).dtype == torch.int64
+
+    torch.manual_seed(0)
+    sync_dir = save_syncnet(SyncNet(SyncNetConfig()), tmp_path / "sync")
+    out = tmp_path / "half"
+    assert main(["convert", str(small_checkpoint_dir), "--half", "--syncnet", str(sync_dir), "-o", str(out)]) == 0
+    assert "syncnet" in capsys.readouterr().out
+    full, half = load_models(small_checkpoint_dir), load_models(out)
+    for name, module in full.components().items():
+        path = out / f"{name}.safetensors"
+        assert path.stat().st_size < 0.55 * (small_checkpoint_dir / f"{name}.safetensors").stat().st_size
+        with safe_open(str(path), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.float32, torch.int64}
+        ref = module.state_dict()
+        for key, value in getattr(half, name).state_dict().items():
+            assert value.dtype == ref[key].dtype
+            if value.is_floating_point():
+                assert torch.allclose(value, ref[key], rtol=1e-3, atol=1e-4), key
+    sync_ref, sync_half = load_syncnet(sync_dir), load_syncnet(out)
+    for (key, a), b in zip(sync_ref.state_dict().items(), sync_half.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key

@@ -182,8 +182,19 @@ def load_official(generator_ckpt: str | os.PathLike | None, audio2pose_ckpt: str
 
 
 # ---- our format ------------------------------------------------------------------------------------
-def save_models(models: AvctModels, out_dir: str | os.PathLike) -> Path:
-    """Write safetensors per component + config.json (written last, atomically each)."""
+def half_tensor(value: torch.Tensor) -> torch.Tensor:
+    """fp32 -> fp16 for storage, unless a value would overflow fp16 (kept fp32 then); other dtypes unchanged.
+    Loading casts back to the network's dtype, so half-stored weights halve the file size at ~1e-3 relative
+    error."""
+    if value.dtype != torch.float32:
+        return value
+    half = value.half()
+    return half if bool(torch.isfinite(half).all()) or not bool(torch.isfinite(value).all()) else value
+
+
+def save_models(models: AvctModels, out_dir: str | os.PathLike, *, half: bool = False) -> Path:
+    """Write safetensors per component + config.json (written last, atomically each); ``half`` stores
+    float weights as fp16 (see ``half_tensor``)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -191,6 +202,8 @@ def save_models(models: AvctModels, out_dir: str | os.PathLike) -> Path:
     names = []
     for name, module in models.components().items():
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+        if half:
+            tensors = {k: half_tensor(v) for k, v in tensors.items()}
         with atomic_path(out / f"{name}.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "component": name})
         names.append(name)

@@ -289,15 +289,19 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Te
     return out.to(imgs.dtype).reshape(*lead, c, size, size)
 
 
-def save_syncnet(model: SyncNet, out_dir: str | os.PathLike) -> Path:
-    """``syncnet.safetensors`` (state dict) + ``syncnet.json`` (format, config, input contract), atomically."""
+def save_syncnet(model: SyncNet, out_dir: str | os.PathLike, *, half: bool = False) -> Path:
+    """``syncnet.safetensors`` (state dict) + ``syncnet.json`` (format, config, input contract), atomically;
+    ``half`` stores float weights as fp16 (``avct.checkpoints.half_tensor``)."""
     from safetensors.torch import save_file
 
+    from ..checkpoints import half_tensor
     from ..io_utils import atomic_path, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: half_tensor(v) for k, v in tensors.items()}
     with atomic_path(out / SYNCNET_WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": SYNCNET_FORMAT})
     cfg = model.cfg
