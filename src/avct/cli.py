@@ -18,9 +18,10 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="reference face image (any common format)")
     p.add_argument("--audio", required=True, help="speech (wav/flac/mp3/m4a/ogg or a video's audio track)")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--checkpoint", required=True, action="append",
+    p.add_argument("--checkpoint", action="append",
                    help="directory with the official generator.ckpt + audio2pose.ckpt, avct weights, or an "
-                        "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run)")
+                        "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run). "
+                        "Default: the small weights bundled with avct (see their MODEL_CARD.md)")
     p.add_argument("--phonemes", help="phoneme timings in the official JSON format (else recognised offline)")
     p.add_argument("--transcript", help="what is said (text or a .txt file): far better phoneme alignment")
     p.add_argument("--pose", help="reference head pose Rx,Ry,Rz,Tx,Ty,Tz (rad, mm; OpenFace convention); "
@@ -68,8 +69,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
     reference = load_reference(args.image, crop=not args.no_crop, pose=pose)
     from .checkpoints import load_models, merge_models
+    from .default_weights import resolve_checkpoint
 
-    models = merge_models([load_models(path) for path in args.checkpoint])
+    models = merge_models([load_models(resolve_checkpoint(path)) for path in args.checkpoint or [None]])
     pipeline = Pipeline(models, device=args.device, precision=args.precision, batch_size=args.batch_size,
                         compile=args.compile)
     speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
@@ -86,6 +88,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                                    "folder (safetensors + config.json).")
     p.add_argument("sources", nargs="+", help="checkpoint files, weights or run folders; later ones add/override networks")
     p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--half", action="store_true", help="store the weights as fp16 (half the size; loads as fp32)")
+    p.add_argument("--syncnet", metavar="PATH",
+                   help="also copy a D_sync (a syncnet run or its weights) into the folder, for avct evaluate")
     p.set_defaults(func=cmd_convert)
 
 
@@ -93,8 +98,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_models, merge_models, save_models
 
     merged = merge_models([load_models(src) for src in args.sources])
-    out = save_models(merged, args.output)
-    print(f"{out}: {', '.join(merged.components())}")
+    out = save_models(merged, args.output, half=args.half)
+    names = list(merged.components())
+    if args.syncnet:
+        from .models.discriminators import load_syncnet, save_syncnet
+
+        save_syncnet(load_syncnet(args.syncnet), out, half=args.half)
+        names.append("syncnet")
+    print(f"{out}: {', '.join(names)}")
     return 0
 
 

@@ -17,6 +17,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report directory")
     p.add_argument("--syncnet", metavar="PATH",
                    help="syncnet_v2.model (plain state dict) or a D_sync directory from `avct train syncnet`; "
+                        "(`default`: the D_sync bundled with avct, see its MODEL_CARD.md); "
                         "without it AVOff/AVConf are not computed")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="FID/CPBD/LMD on every N-th frame (default 1: all frames, as in the paper)")
@@ -33,7 +34,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import report
     from .evaluate import evaluate
 
-    summary = evaluate(args.generated, args.reference, args.output, syncnet=args.syncnet,
+    syncnet = args.syncnet
+    if syncnet == "default":
+        from ..default_weights import default_syncnet_dir
+
+        syncnet = default_syncnet_dir()
+    summary = evaluate(args.generated, args.reference, args.output, syncnet=syncnet,
                        progress=not args.quiet, frame_step=args.every, detect_every=args.detect_every,
                        batch_size=args.batch_size, device=args.device)
     print(report.markdown_table(summary))
