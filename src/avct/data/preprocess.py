@@ -211,7 +211,8 @@ def preprocess(videos: Iterable[str | os.PathLike], out: str | os.PathLike, *,
             for o in missing:
                 index.record(o, speaker)
             index.save()
-            _write_report(root, report, phonemes=phonemes, max_seconds=max_seconds, audio_delay=audio_delay)
+            delay = {"audio_delay": audio_delay} if audio_delay else {}  # as in _settings: only when set
+            _write_report(root, report, phonemes=phonemes, max_seconds=max_seconds, **delay)
     return report
 
 
