@@ -213,6 +213,16 @@ class Pipeline:
                                    torch.cat([kp_driving.jacobian, kp_driving.jacobian[-1:].expand(pad, -1, -1, -1)]))
         return self._render(source, kp_src, kp_driving)["prediction"][:n].float()
 
+    def still_frame(self, reference: Reference) -> np.ndarray:
+        """The renderer's picture of the reference driven by its own keypoints, (256, 256, 3) uint8: what
+        these weights draw when nothing moves, the baseline that separates image quality from motion."""
+        with torch.inference_mode():
+            image = reference.image.to(self.device, torch.float32)
+            kp_src = self.models.keypoint_detector.detect(image).keypoints
+            source = self.models.generator.encode_source(image)
+            pred = self._render(source, kp_src, kp_src)["prediction"].float()
+        return (pred[0].permute(1, 2, 0) * 255).to(torch.uint8).cpu().numpy()
+
     def frames(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[np.ndarray]:
         """Yield (256, 256, 3) uint8 RGB frames, one per 40 ms of speech (truncation as the official code)."""
         for pred in self.predictions(reference, speech, chunk):

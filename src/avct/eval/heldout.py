@@ -6,9 +6,11 @@ frame and its audio, and must produce the rest; three videos per clip, same name
     reference/<clip>.mp4   the real 256² frames                       (ground truth)
     generated/<clip>.mp4   avct from frame 0 + the clip's audio         (the model)
     static/<clip>.mp4      frame 0 repeated for the whole clip          (baseline: no motion at all)
+    rendered_static/<clip>.mp4  the renderer's own picture of frame 0, repeated  (baseline: same renderer,
+                           no motion; separates what the motion models add from what the renderer costs)
 
-``avct evaluate`` of ``generated`` and of ``static`` against ``reference`` then shows what the model adds
-over doing nothing (LMD: mouth/face shape error; AVOff/AVConf: lip sync; FID/CPBD: image quality).
+``avct evaluate`` of ``generated`` and of both baselines against ``reference`` then shows what the model
+adds over doing nothing (LMD: mouth/face shape error; AVOff/AVConf: lip sync; FID/CPBD: image quality).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 from ..data.dataset import TalkingHeadDataset
 from ..errors import AvctError
 
-VARIANTS = ("reference", "generated", "static")
+VARIANTS = ("reference", "generated", "static", "rendered_static")
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
@@ -64,6 +66,8 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
         first = np.ascontiguousarray(frames[0])
         write_video(folders["static"] / f"{name}.mp4", _repeat(first, count), audio_path=wav)
         reference = load_reference(first, crop=False)
+        write_video(folders["rendered_static"] / f"{name}.mp4", _repeat(pipeline.still_frame(reference), count),
+                    audio_path=wav)
         generated = pipeline.frames(reference, speech)
         write_video(folders["generated"] / f"{name}.mp4", (f for _, f in zip(range(count), generated)),
                     audio_path=wav)
