@@ -53,20 +53,23 @@ def test_readme_command_gives_a_playable_mp4(demo_video):
 
 
 def test_demo_moves_head_and_lips(demo_video):
-    """Head: the frames drift away from the first one. Lips: the inner-lip opening (dlib landmarks on the
-    generated frames) varies by pixels over the clip, and more during speech than in the opening silence."""
+    """Head: the frames drift away from the first one and the nose (dlib points 27-35) travels by pixels.
+    Lips: the inner-lip opening (dlib landmarks on the generated frames) varies by pixels over the clip."""
     from avct.face.landmarks import detect_faces
     from avct.video import read_video
 
     frames = list(read_video(demo_video))
     drift = [np.abs(f.astype(np.float32) - frames[0]).mean() for f in frames[1:]]
     assert np.median(drift) > 1.0, f"median drift {np.median(drift):.2f} grey levels"
-    openings = []
+    openings, noses = [], []
     for frame in frames:
         faces = detect_faces(frame)
         assert faces, "the face is lost in a generated frame"
         pts = max(faces, key=lambda f: f.area).landmarks
         openings.append(np.linalg.norm(pts[66] - pts[62]))          # inner lips, bottom - top
+        noses.append(pts[27:36].mean(axis=0))
+    travel = np.ptp(np.asarray(noses), axis=0)
+    assert travel.max() > 4.0, f"the nose moves only {travel.round(1)} px: the head holds still"
     openings = np.asarray(openings)
     assert openings.max() - openings.min() > 2.0 and openings.std() > 0.5, openings.round(1)
 
