@@ -2,8 +2,10 @@
 
 For every output frame it re-runs the keypoint detector, builds the 11-frame window (phonemes, audio
 rows, pose boxes) from scratch, runs the AVCT on that one window and renders with the full generator
-forward (re-encoding the source), all at batch 1. Same algorithm and outputs as ``Pipeline.frames``
-(which caches and batches all of that); used to test that equality and as the benchmark baseline.
+forward (re-encoding the source), all at batch 1, with the official layers (conv, BN, ReLU and upsampling
+each on its own: :func:`avct.models.blocks.plain_layers`). Same algorithm and outputs as
+``Pipeline.frames`` (which caches, batches and folds all of that); used to test that equality and as the
+benchmark baseline.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from .audio.features import ROWS_PER_FRAME
 from .audio.phonemes import SIL_ID
 from .face.pose_box import draw_pose_boxes
+from .models.blocks import plain_layers
 from .models.motion import relative_motion
 from .pipeline import Pipeline, Reference, Speech
 
@@ -38,8 +41,8 @@ def per_frame_predictions(pipeline: Pipeline, reference: Reference, speech: Spee
     poses = pipeline.head_poses(reference, speech)
     image = reference.image.to(dev, torch.float32)
     kp_initial = None
-    with torch.inference_mode():
-        for rid in range(speech.num_frames):
+    for rid in range(speech.num_frames):
+        with torch.inference_mode(), plain_layers():  # not across the yield: the flag is global
             detected = m.keypoint_detector.detect(image)
             ph, audio, boxes = window(speech, poses, rid, m.avct.cfg.num_w)
             kp_drv = m.avct(torch.from_numpy(ph)[None].to(dev), torch.from_numpy(audio)[None].to(dev, dt),
@@ -47,4 +50,5 @@ def per_frame_predictions(pipeline: Pipeline, reference: Reference, speech: Spee
             if kp_initial is None:
                 kp_initial = kp_drv
             kp_norm = relative_motion(detected.keypoints, kp_drv, kp_initial)
-            yield m.generator(image, detected.keypoints, kp_norm)["prediction"].float()
+            frame = m.generator(image, detected.keypoints, kp_norm)["prediction"].float()
+        yield frame

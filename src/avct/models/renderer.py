@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import DenseMotionConfig, GeneratorConfig
 from .blocks import (AntiAliasInterpolation2d, DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d,
-                     kp2gaussian, make_coordinate_grid)
+                     kp2gaussian, make_coordinate_grid, memory_format_of)
 from .keypoints import Keypoints
 
 
@@ -59,7 +59,7 @@ class DenseMotionNetwork(nn.Module):
         repeated = source_down.unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
         deformed = F.grid_sample(repeated, motions.reshape(b * k1, h, w, 2), align_corners=False).view(b, k1, c, h, w)
         x = torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w)               # (B, (K+1)(c+1), h, w)
-        features = self.hourglass(x.to(self.mask.weight.dtype))
+        features = self.hourglass(x.to(self.mask.weight.dtype, memory_format=memory_format_of(self.mask.weight)))
         mask = F.softmax(self.mask(features).float(), dim=1)                       # (B, K+1, h, w)
         deformation = (motions.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1).permute(0, 2, 3, 1)
         out = {"sparse_deformed": deformed, "mask": mask, "deformation": deformation}
@@ -110,6 +110,12 @@ class OcclusionAwareGenerator(nn.Module):
     def compute_dtype(self) -> torch.dtype:
         return self.final.weight.dtype
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The weights' layout (channels-last when the pipeline chose it): activations entering the
+        convolutions are given the same, or every layer converts them back and forth."""
+        return memory_format_of(self.final.weight)
+
     def encode_source(self, source: torch.Tensor) -> SourceEncoding:
         out = self.first(source.to(self.compute_dtype))
         for block in self.down_blocks:
@@ -132,7 +138,7 @@ class OcclusionAwareGenerator(nn.Module):
             if occlusion.shape[2:] != out.shape[2:]:
                 occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
             out = out * occlusion
-        out = self.bottleneck(out.to(self.compute_dtype))
+        out = self.bottleneck(out.to(self.compute_dtype, memory_format=self.memory_format))
         for block in self.up_blocks:
             out = block(out)
         motion["prediction"] = torch.sigmoid(self.final(out).float())

@@ -1,0 +1,75 @@
+"""Inference-time folding in the convolution blocks (BN into conv, ×2 upsampling into a 2×2 phase conv)
+gives the plain layers' outputs, and never leaks into training or the state dict."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avct.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, upsample2x_conv3x3, \
+    upsample2x_phase_kernels
+
+
+def _randomise_norms(module: torch.nn.Module) -> None:
+    """Statistics far from the identity, so that a BN left out or folded wrongly shows."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.3, 3)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-1, 1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size", [(7, 9), (8, 8), (1, 5)])
+def test_upsample_conv_equals_nearest_upsample_then_conv(channels_last, size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, *size, dtype=torch.float64)
+    conv = torch.nn.Conv2d(5, 3, 3, padding=1).double()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = conv(F.interpolate(x, scale_factor=2))
+    got = upsample2x_conv3x3(x, upsample2x_phase_kernels(conv.weight).double(), conv.bias)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-12, rtol=0)  # the same sums, regrouped
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("block", [lambda: DownBlock2d(6, 4), lambda: UpBlock2d(6, 4), lambda: SameBlock2d(6, 4),
+                                   lambda: ResBlock2d(6)])
+def test_folded_forward_equals_the_plain_layers(block):
+    torch.manual_seed(1)
+    m = block()
+    _randomise_norms(m)
+    m.eval()
+    x = torch.randn(3, 6, 10, 12)
+    plain = m(x)                      # grad enabled: the plain layers
+    with torch.inference_mode():
+        folded = m(x)
+    assert torch.allclose(folded, plain, atol=2e-5, rtol=1e-5), (folded - plain).abs().max()
+
+
+def test_fold_cache_follows_new_weights_and_stays_out_of_the_state_dict():
+    torch.manual_seed(2)
+    m = UpBlock2d(4, 4)
+    _randomise_norms(m)
+    m.eval()
+    x = torch.randn(1, 4, 6, 6)
+    with torch.inference_mode():
+        before = m(x)
+    other = UpBlock2d(4, 4)
+    _randomise_norms(other)
+    m.load_state_dict(other.state_dict())
+    assert set(m.state_dict()) == set(other.state_dict())
+    with torch.inference_mode():
+        after = m(x)
+    expected = other.eval()(x)
+    assert not torch.allclose(after, before) and torch.allclose(after, expected, atol=2e-5)
+
+
+def test_training_runs_the_plain_layers_and_updates_the_norm():
+    torch.manual_seed(3)
+    m = SameBlock2d(3, 4).train()
+    x = torch.randn(2, 3, 8, 8)
+    m(x).sum().backward()
+    assert m.norm.weight.grad is not None and m.norm.num_batches_tracked.item() == 1
