@@ -38,8 +38,11 @@ def test_every_variant_has_every_clip_with_the_same_length(heldout):
 
     _, folders = heldout
     assert set(folders) == {"reference", "generated", "static", "rendered_static"}
-    counts = {v: probe_video(f / "obama_00.mp4").frame_count for v, f in folders.items()}
+    infos = {v: probe_video(f / "obama_00.mp4") for v, f in folders.items()}
+    counts = {v: i.frame_count for v, i in infos.items()}
     assert len(set(counts.values())) == 1 and 0 < counts["reference"] <= FRAMES, counts
+    for info in infos.values():  # each video carries its own frames' audio, no trailing extra
+        assert info.has_audio and abs(info.audio_duration - info.video_duration) < 0.005
 
 
 def test_baselines_hold_still_on_the_right_picture(heldout, pipeline):

@@ -59,9 +59,12 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
         name = clip.name
         folder = root / "clips" / name
         frames = np.load(folder / "frames.npy", mmap_mode="r")
-        wav = write_wav(out / "audio" / f"{name}.wav", np.load(folder / "audio.npy"))
+        samples = np.load(folder / "audio.npy")
+        wav = write_wav(out / "audio" / f"{name}.wav", samples)
         speech = load_speech(wav)
         count = min(len(frames), speech.num_frames)
+        # the videos carry exactly their frames' audio (the dataset keeps a few ms more for the features)
+        wav = write_wav(wav, samples[: count * 16_000 // 25])
         write_video(folders["reference"] / f"{name}.mp4", (np.asarray(f) for f in frames[:count]), audio_path=wav)
         first = np.ascontiguousarray(frames[0])
         write_video(folders["static"] / f"{name}.mp4", _repeat(first, count), audio_path=wav)
