@@ -186,15 +186,12 @@ class Pipeline:
 
     def predictions(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[torch.Tensor]:
         """Yield batches of rendered frames (B, 3, 256, 256), float in [0, 1], in order."""
-        m, n = self.models, speech.num_frames
+        n = speech.num_frames
         if n <= 0:
             raise AvctError("audio is shorter than one video frame (40 ms)")
         poses = self.head_poses(reference, speech)
         with torch.inference_mode():
-            image = reference.image.to(self.device, torch.float32)
-            detected = m.keypoint_detector.detect(image)
-            kp_src, feature_map = detected.keypoints, detected.feature_map.to(self.avct_dtype)
-            source = m.generator.encode_source(image)
+            kp_src, feature_map, source = self._encode_reference(reference)
             kp_initial = None
             chunk = max(chunk, self.batch_size)
             for start in range(0, n, chunk):
@@ -205,6 +202,14 @@ class Pipeline:
                 for b in range(0, len(kp_norm.value), self.batch_size):
                     yield self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size])
 
+    def _encode_reference(self, reference: Reference):
+        """What depends on the reference only, once per video: its keypoints, the AVCT's keypoint
+        feature map and the renderer's source encoding (call under inference mode)."""
+        image = reference.image.to(self.device, torch.float32)
+        detected = self.models.keypoint_detector.detect(image)
+        source = self.models.generator.encode_source(image)
+        return detected.keypoints, detected.feature_map.to(self.avct_dtype), source
+
     def _render_batch(self, source, kp_src: Keypoints, kp_driving: Keypoints) -> torch.Tensor:
         n = len(kp_driving.value)
         if self.compiled and n < self.batch_size:  # one static shape: pad rather than recompile
@@ -213,20 +218,22 @@ class Pipeline:
                                    torch.cat([kp_driving.jacobian, kp_driving.jacobian[-1:].expand(pad, -1, -1, -1)]))
         return self._render(source, kp_src, kp_driving)["prediction"][:n].float()
 
+    @staticmethod
+    def _to_uint8(pred: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 RGB (truncation as the official code)."""
+        return (pred.permute(0, 2, 3, 1) * 255).to(torch.uint8).cpu().numpy()
+
     def still_frame(self, reference: Reference) -> np.ndarray:
         """The renderer's picture of the reference driven by its own keypoints, (256, 256, 3) uint8: what
         these weights draw when nothing moves, the baseline that separates image quality from motion."""
         with torch.inference_mode():
-            image = reference.image.to(self.device, torch.float32)
-            kp_src = self.models.keypoint_detector.detect(image).keypoints
-            source = self.models.generator.encode_source(image)
-            pred = self._render(source, kp_src, kp_src)["prediction"].float()
-        return (pred[0].permute(1, 2, 0) * 255).to(torch.uint8).cpu().numpy()
+            kp_src, _, source = self._encode_reference(reference)
+            return self._to_uint8(self._render_batch(source, kp_src, kp_src))[0]
 
     def frames(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[np.ndarray]:
-        """Yield (256, 256, 3) uint8 RGB frames, one per 40 ms of speech (truncation as the official code)."""
+        """Yield (256, 256, 3) uint8 RGB frames, one per 40 ms of speech."""
         for pred in self.predictions(reference, speech, chunk):
-            yield from (pred.permute(0, 2, 3, 1) * 255).to(torch.uint8).cpu().numpy()
+            yield from self._to_uint8(pred)
 
     # ---- one call --------------------------------------------------------------------------------
     def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
