@@ -20,13 +20,13 @@ from typing import Iterator
 
 import numpy as np
 
-from ..data.dataset import TalkingHeadDataset
+from ..data.dataset import SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
 from ..errors import AvctError
 
 VARIANTS = ("reference", "generated", "static", "rendered_static")
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
     """16-bit mono wav of samples on the int16 scale (as ``audio.npy`` stores them)."""
     pcm = np.clip(np.round(samples), -32768, 32767).astype("<i2")
     with wave.open(str(path), "wb") as f:
@@ -64,7 +64,7 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
         speech = load_speech(wav)
         count = min(len(frames), speech.num_frames)
         # the videos carry exactly their frames' audio (the dataset keeps a few ms more for the features)
-        wav = write_wav(wav, samples[: count * 16_000 // 25])
+        wav = write_wav(wav, samples[: count * SAMPLES_PER_FRAME])
         write_video(folders["reference"] / f"{name}.mp4", (np.asarray(f) for f in frames[:count]), audio_path=wav)
         first = np.ascontiguousarray(frames[0])
         write_video(folders["static"] / f"{name}.mp4", _repeat(first, count), audio_path=wav)
