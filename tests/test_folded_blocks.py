@@ -6,8 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avct.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, upsample2x_conv3x3, \
-    upsample2x_phase_kernels
+from avct.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, \
+    packed_phase_kernels, upsample2x_conv3x3, upsample2x_conv3x3_packed, upsample2x_phase_kernels, \
+    zero_unused_phase_borders
+from avct.config import DenseMotionConfig, GeneratorConfig
+from avct.models.renderer import OcclusionAwareGenerator
 
 
 def _randomise_norms(module: torch.nn.Module) -> None:
@@ -35,6 +38,39 @@ def test_upsample_conv_equals_nearest_upsample_then_conv(channels_last, size):
     assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_on_packed_phases_equals_conv_on_the_upsampled_image(k, channels_last):
+    """The renderer's tail: ReLU(conv3×3(up×2(x))) then a k×k 'same' conv, read from the packed phases."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    up = torch.nn.Conv2d(5, 4, 3, padding=1).double()
+    final = torch.nn.Conv2d(4, 3, k, padding=k // 2).double()
+    expected = final(F.relu(up(F.interpolate(x, scale_factor=2))))
+    packed = F.relu(upsample2x_conv3x3_packed(x, upsample2x_phase_kernels(up.weight).double(), up.bias))
+    assert packed.shape == (2, 16, 8, 10)
+    got = conv_on_packed_phases(zero_unused_phase_borders(packed), packed_phase_kernels(final.weight).double(),
+                                final.bias)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-12, rtol=0)
+
+
+def test_generator_decode_at_inference_equals_the_plain_layers():
+    torch.manual_seed(5)
+    g = OcclusionAwareGenerator(GeneratorConfig(
+        block_expansion=4, max_features=16, num_bottleneck_blocks=1, num_kp=3,
+        dense_motion=DenseMotionConfig(block_expansion=4, max_features=8, num_blocks=2))).eval()
+    _randomise_norms(g)
+    x = torch.randn(2, 16, 6, 5)
+    plain = g.decode(x)
+    with torch.inference_mode():
+        fast = g.decode(x)
+    assert fast.shape == plain.shape == (2, 3, 24, 20)
+    assert torch.allclose(fast, plain, atol=2e-5, rtol=1e-5), (fast - plain).abs().max()
+
+
 @pytest.mark.parametrize("block", [lambda: DownBlock2d(6, 4), lambda: UpBlock2d(6, 4), lambda: SameBlock2d(6, 4),
                                    lambda: ResBlock2d(6)])
 def test_folded_forward_equals_the_plain_layers(block):
@@ -54,7 +90,7 @@ def test_fold_cache_follows_new_weights_and_stays_out_of_the_state_dict():
     m = UpBlock2d(4, 4)
     _randomise_norms(m)
     m.eval()
-    x = torch.randn(1, 4, 6, 6)
+    x = torch.randn(1, 4, 8, 8)  # 8×8 and more: the folded path
     with torch.inference_mode():
         before = m(x)
     other = UpBlock2d(4, 4)

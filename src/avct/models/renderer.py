@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DenseMotionConfig, GeneratorConfig
-from .blocks import (AntiAliasInterpolation2d, DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d,
+from .blocks import (AntiAliasInterpolation2d, DerivedWeightCache, DownBlock2d, FoldedConvCache, Hourglass,
+                     ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, inference, packed_phase_kernels,
                      kp2gaussian, make_coordinate_grid, memory_format_of)
 from .keypoints import Keypoints
 
@@ -34,6 +35,21 @@ class DenseMotionNetwork(nn.Module):
         self.occlusion = (nn.Conv2d(self.hourglass.out_filters, 1, 7, padding=3)
                           if estimate_occlusion_map else None)
         self.down = AntiAliasInterpolation2d(num_channels, cfg.scale_factor)
+        self.merged_heads = DerivedWeightCache()
+
+    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mask logits (B, K+1, h, w) and occlusion logits (B, 1, h, w) or None. At inference both 7×7
+        heads run as one conv (oneDNN takes as long for 12 output channels as for 1 or 11)."""
+        if self.occlusion is None:
+            return self.mask(features), None
+        if not inference(self):
+            return self.mask(features), self.occlusion(features)
+        m, o = self.mask, self.occlusion
+        weight, bias = self.merged_heads.get((m.weight, m.bias, o.weight, o.bias), lambda: (
+            torch.cat([m.weight, o.weight]).contiguous(memory_format=memory_format_of(m.weight)),
+            torch.cat([m.bias, o.bias])))
+        logits = F.conv2d(features, weight, bias, padding=m.padding)
+        return logits[:, :-1], logits[:, -1:]
 
     def sparse_motions(self, h: int, w: int, kp_source: Keypoints, kp_driving: Keypoints) -> torch.Tensor:
         """(B, K+1, h, w, 2): identity (background) + one driving→source map per keypoint."""
@@ -60,11 +76,12 @@ class DenseMotionNetwork(nn.Module):
         deformed = F.grid_sample(repeated, motions.reshape(b * k1, h, w, 2), align_corners=False).view(b, k1, c, h, w)
         x = torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w)               # (B, (K+1)(c+1), h, w)
         features = self.hourglass(x.to(self.mask.weight.dtype, memory_format=memory_format_of(self.mask.weight)))
-        mask = F.softmax(self.mask(features).float(), dim=1)                       # (B, K+1, h, w)
+        mask_logits, occlusion_logits = self.heads(features)
+        mask = F.softmax(mask_logits.float(), dim=1)                                # (B, K+1, h, w)
         deformation = (motions.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1).permute(0, 2, 3, 1)
         out = {"sparse_deformed": deformed, "mask": mask, "deformation": deformation}
-        if self.occlusion is not None:
-            out["occlusion_map"] = torch.sigmoid(self.occlusion(features).float())
+        if occlusion_logits is not None:
+            out["occlusion_map"] = torch.sigmoid(occlusion_logits.float())
         return out
 
 
@@ -73,7 +90,7 @@ class SourceEncoding:
     """Everything of the renderer that depends on the source image only (cache per video)."""
 
     image: torch.Tensor      # (B, 3, 256, 256)
-    features: torch.Tensor   # (B, 256, 64, 64) encoder output
+    features: torch.Tensor   # (B, 256, 64, 64) encoder output, fp32 (what the warp samples)
     image_down: torch.Tensor  # (B, 3, 64, 64) anti-aliased source for the dense motion network
 
     def expand(self, n: int) -> "SourceEncoding":
@@ -105,6 +122,7 @@ class OcclusionAwareGenerator(nn.Module):
         for i in range(cfg.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(min(m, e * 2**n)))
         self.final = nn.Conv2d(e, cfg.num_channels, 7, padding=3)
+        self.final_folded = FoldedConvCache()
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -120,7 +138,8 @@ class OcclusionAwareGenerator(nn.Module):
         out = self.first(source.to(self.compute_dtype))
         for block in self.down_blocks:
             out = block(out)
-        return SourceEncoding(source, out, self.dense_motion_network.down(source.float()))
+        # features kept fp32: the warp samples them in fp32, and expanding a converted copy per batch costs
+        return SourceEncoding(source, out.float(), self.dense_motion_network.down(source.float()))
 
     def render(self, enc: SourceEncoding, kp_source: Keypoints, kp_driving: Keypoints,
                visualise: bool = False) -> dict:
@@ -137,14 +156,26 @@ class OcclusionAwareGenerator(nn.Module):
         if occlusion is not None:
             if occlusion.shape[2:] != out.shape[2:]:
                 occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
-            out = out * occlusion
+            out = out.mul_(occlusion) if inference(self) else out * occlusion
         out = self.bottleneck(out.to(self.compute_dtype, memory_format=self.memory_format))
-        for block in self.up_blocks:
-            out = block(out)
-        motion["prediction"] = torch.sigmoid(self.final(out).float())
+        motion["prediction"] = torch.sigmoid(self.decode(out).float())
         if visualise:
             motion["deformed"] = warp(enc.image.float(), motion["deformation"])
         return motion
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Up blocks, then the final conv (logits). At inference the last ×2 block's output stays as four
+        packed phase images and the final conv reads them (:func:`conv_on_packed_phases`): the
+        full-resolution 64-channel image is never built (~9 ms a frame on 2 CPU cores)."""
+        *ups, last = self.up_blocks or [None]
+        for block in ups:
+            x = block(x)
+        f = self.final
+        same = f.kernel_size[0] == f.kernel_size[1] and f.kernel_size[0] % 2 and f.padding == (f.kernel_size[0] // 2,) * 2
+        if last is not None and last.folds_upsampling(x) and same and f.stride == (1, 1):
+            kernels, bias = self.final_folded(self.final, None, lambda w, b: (packed_phase_kernels(w), b))
+            return conv_on_packed_phases(last.packed(x), kernels, bias)
+        return self.final(x if last is None else last(x))
 
     def forward(self, source: torch.Tensor, kp_source: Keypoints, kp_driving: Keypoints) -> dict:
         return self.render(self.encode_source(source), kp_source, kp_driving, visualise=True)
