@@ -134,7 +134,7 @@ class Pipeline:
             models.generator.to(memory_format=torch.channels_last)  # ~1.7x on CPU (oneDNN), also good on GPU
         self._render = models.generator.render
         self.compiled = compile
-        if compile:  # inductor with frozen weights: folds BN, prepacks oneDNN weights (~1.35x on CPU, bf16)
+        if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: slower than the eager folds, benchmarks/speed.py)
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True
