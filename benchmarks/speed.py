@@ -79,9 +79,10 @@ def speed(args) -> dict:
 
     device = torch.device(args.device)
     reference, speech = load_inputs(args.inputs)
-    n_fast = 12 if args.quick else 60
+    # whole batches (a video's one partial batch is noise over its length), at least 12 / 60 frames
+    n_fast = args.batch_size * -(-(12 if args.quick else 60) // args.batch_size)
     n_slow = 3 if args.quick else 8
-    speech = Speech(speech.features[: 4 * (n_fast + 2)], speech.phonemes[: n_fast + 2])
+    speech = Speech(speech.features[: 4 * n_fast], speech.phonemes[:n_fast])
     models = filled_models(near_identity_jacobians=True)
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "frames_fast": n_fast,
                      "frames_per_frame": n_slow}

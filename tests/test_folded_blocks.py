@@ -109,3 +109,15 @@ def test_training_runs_the_plain_layers_and_updates_the_norm():
     x = torch.randn(2, 3, 8, 8)
     m(x).sum().backward()
     assert m.norm.weight.grad is not None and m.norm.num_batches_tracked.item() == 1
+
+
+def test_traced_decode_zeroes_the_borders_as_the_eager_one():
+    """Under torch.compile the packed borders are masked instead of written in place (dynamo's eager
+    backend traces the same branch, without inductor's compile time)."""
+    torch.manual_seed(6)
+    y = torch.randn(2, 12, 6, 7)
+    eager = zero_unused_phase_borders(y.clone())
+    traced = torch.compile(zero_unused_phase_borders, backend="eager", fullgraph=True)(y.clone())
+    assert torch.equal(traced, eager)
+    assert (eager[:, :3, -1] == 0).all() and (eager[:, 9:, 0] == 0).all() and (eager[:, 3:6, :, 0] == 0).all()
+    assert (eager[:, :3, :-1, :-1] == y[:, :3, :-1, :-1]).all()

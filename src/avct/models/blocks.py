@@ -95,9 +95,16 @@ def upsample2x_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tenso
 
 
 def zero_unused_phase_borders(y: torch.Tensor) -> torch.Tensor:
-    """In place: phase a = 0 never uses row H of the packed tensor, phase a = 1 never uses row 0 (columns
-    alike); zero them so that a convolution over the packed phases sees the image's zero padding."""
-    o = y.shape[1] // 4
+    """Phase a = 0 never uses row H of the packed tensor, phase a = 1 never uses row 0 (columns alike):
+    zero them, so that a convolution over the packed phases sees the image's zero padding. In place
+    (eager); traced by torch.compile, a mask multiply that inductor fuses into the producer (slice writes
+    would become whole-tensor copies there, ~15% slower, measured)."""
+    o, (h1, w1) = y.shape[1] // 4, y.shape[-2:]
+    if torch.compiler.is_compiling():
+        rows, cols = torch.arange(h1, device=y.device), torch.arange(w1, device=y.device)
+        keep = torch.stack([(rows != (h1 - 1 if a == 0 else 0))[:, None] & (cols != (w1 - 1 if b == 0 else 0))
+                            for a in (0, 1) for b in (0, 1)])                             # (4, H+1, W+1)
+        return y * keep.repeat_interleave(o, dim=0).to(y.dtype)
     for a in (0, 1):
         for b in (0, 1):
             group = y[:, (2 * a + b) * o:(2 * a + b + 1) * o]
