@@ -81,7 +81,7 @@ def speed(args) -> dict:
     reference, speech = load_inputs(args.inputs)
     # whole batches (a video's one partial batch is noise over its length), at least 12 / 60 frames
     n_fast = args.batch_size * -(-(12 if args.quick else 60) // args.batch_size)
-    n_slow = 3 if args.quick else 8
+    n_slow = 3 if args.quick else 16
     speech = Speech(speech.features[: 4 * n_fast], speech.phonemes[:n_fast])
     models = filled_models(near_identity_jacobians=True)
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "frames_fast": n_fast,
