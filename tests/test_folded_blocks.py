@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avct.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, \
-    packed_phase_kernels, upsample2x_conv3x3, upsample2x_conv3x3_packed, upsample2x_phase_kernels, \
-    zero_unused_phase_borders
 from avct.config import DenseMotionConfig, GeneratorConfig
+from avct.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, \
+    interleave_phases, packed_phase_kernels, upsample2x_conv3x3_packed, upsample2x_phase_kernels, \
+    zero_unused_phase_borders
 from avct.models.renderer import OcclusionAwareGenerator
 
 
@@ -32,7 +32,7 @@ def test_upsample_conv_equals_nearest_upsample_then_conv(channels_last, size):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     expected = conv(F.interpolate(x, scale_factor=2))
-    got = upsample2x_conv3x3(x, upsample2x_phase_kernels(conv.weight).double(), conv.bias)
+    got = interleave_phases(upsample2x_conv3x3_packed(x, upsample2x_phase_kernels(conv.weight).double(), conv.bias))
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-12, rtol=0)  # the same sums, regrouped
     assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -33,7 +33,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="network precision (bf16 is fast on recent CPUs and GPUs; fp16 GPU only)")
     p.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the renderer (faster on GPUs; on CPUs the eager fast path is faster, measured)")
+                   help="torch.compile the renderer (faster on GPUs; on CPUs on par with the eager fast path, measured)")
     p.add_argument("--seed", type=int, default=0, help="random seed (inference is deterministic anyway)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)

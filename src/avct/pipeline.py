@@ -135,7 +135,7 @@ class Pipeline:
             models.avct.to(memory_format=torch.channels_last)       # its per-frame token CNNs: ~1.3x on CPU
         self._render = models.generator.render
         self.compiled = compile
-        if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: slower than the eager folds, benchmarks/speed.py)
+        if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: on par with the eager folds, benchmarks/speed.py)
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True

@@ -78,7 +78,9 @@ def upsample2x_conv3x3_packed(x: torch.Tensor, kernels: torch.Tensor, bias: torc
 
 
 def interleave_phases(y: torch.Tensor) -> torch.Tensor:
-    """(N, 4O, H+1, W+1) packed phases -> (N, O, 2H, 2W) image: one strided view (any layout), one copy."""
+    """(N, 4O, H+1, W+1) packed phases -> (N, O, 2H, 2W) image: one strided view (any layout), one copy.
+    ``interleave_phases(upsample2x_conv3x3_packed(x, ...))`` is ``conv3×3(nearest×2(x))``: the same sums as
+    the plain layers in another order (fp32 agrees to ~1e-6, a test)."""
     n, c4, h1, w1 = y.shape
     o, h, w = c4 // 4, h1 - 1, w1 - 1
     sn, so, sr, sc = y.stride()
@@ -86,12 +88,6 @@ def interleave_phases(y: torch.Tensor) -> torch.Tensor:
     if memory_format_of(y) is torch.channels_last:
         return phases.permute(0, 2, 3, 4, 5, 1).reshape(n, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
     return phases.reshape(n, o, 2 * h, 2 * w)
-
-
-def upsample2x_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``conv3×3(pad 1)(nearest×2(x))``: x (N, I, H, W) -> (N, O, 2H, 2W), in x's memory format. The same
-    sums as the plain layers in another order: fp32 agrees to ~1e-6 (a test)."""
-    return interleave_phases(upsample2x_conv3x3_packed(x, kernels, bias))
 
 
 def zero_unused_phase_borders(y: torch.Tensor) -> torch.Tensor:
@@ -142,6 +138,12 @@ def packed_phase_kernels(weight: torch.Tensor) -> torch.Tensor:
     return out.reshape(4 * c, 4 * o, size, size)
 
 
+def is_same_odd_conv(conv: nn.Conv2d) -> bool:
+    """Square odd kernel, stride 1, padding k//2: the convolutions :func:`packed_phase_kernels` rewrites."""
+    k = conv.kernel_size[0]
+    return conv.kernel_size == (k, k) and k % 2 == 1 and conv.stride == (1, 1) and conv.padding == (k // 2, k // 2)
+
+
 def conv_on_packed_phases(y: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``conv_k×k(pad k//2)(interleave_phases(y))`` without building the interleaved image: a conv over the
     packed phases (borders zeroed, :func:`zero_unused_phase_borders`) with ``kernels`` from
@@ -176,11 +178,18 @@ def inference(module: nn.Module) -> bool:
     return _FOLDING and not module.training and not torch.is_grad_enabled()
 
 
+def conv_params_fp32(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) detached in fp32, a zero bias where the conv has none."""
+    weight = conv.weight.detach().float()
+    bias = conv.bias.detach().float() if conv.bias is not None else weight.new_zeros(weight.shape[0])
+    return weight, bias
+
+
 def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """conv followed by eval-mode BN as one conv (fp32): W·s and (b − μ)·s + β, with s = γ / √(σ² + ε)."""
+    weight, bias = conv_params_fp32(conv)
     s = norm.weight.detach().float() / torch.sqrt(norm.running_var.float() + norm.eps)
-    bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros_like(s)
-    return conv.weight.detach().float() * s[:, None, None, None], (bias - norm.running_mean.float()) * s + norm.bias.detach().float()
+    return weight * s[:, None, None, None], (bias - norm.running_mean.float()) * s + norm.bias.detach().float()
 
 
 class DerivedWeightCache:
@@ -206,7 +215,8 @@ class FoldedConvCache(DerivedWeightCache):
     """A conv's weights in their fast inference form: a following BatchNorm folded in
     (:func:`fold_batchnorm`), then an optional transform (phase kernels)."""
 
-    def __call__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d | None, transform=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d | None,
+                 transform=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) in the conv weight's dtype and memory format; ``transform`` maps the fp32
         (weight, bias) first (e.g. to the upsampling phase kernels). ``norm`` None: the conv alone."""
         sources = (conv.weight, conv.bias) + (() if norm is None else
@@ -215,11 +225,7 @@ class FoldedConvCache(DerivedWeightCache):
 
     @staticmethod
     def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d | None, transform) -> tuple[torch.Tensor, torch.Tensor]:
-        if norm is None:
-            weight = conv.weight.detach().float()
-            bias = conv.bias.detach().float() if conv.bias is not None else weight.new_zeros(weight.shape[0])
-        else:
-            weight, bias = fold_batchnorm(conv, norm)
+        weight, bias = conv_params_fp32(conv) if norm is None else fold_batchnorm(conv, norm)
         if transform is not None:
             weight, bias = transform(weight, bias)
         w = conv.weight

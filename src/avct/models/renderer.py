@@ -19,8 +19,8 @@ from torch import nn
 
 from ..config import DenseMotionConfig, GeneratorConfig
 from .blocks import (AntiAliasInterpolation2d, DerivedWeightCache, DownBlock2d, FoldedConvCache, Hourglass,
-                     ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, inference, packed_phase_kernels,
-                     kp2gaussian, make_coordinate_grid, memory_format_of)
+                     ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, inference, is_same_odd_conv,
+                     kp2gaussian, make_coordinate_grid, memory_format_of, packed_phase_kernels)
 from .keypoints import Keypoints
 
 
@@ -138,7 +138,7 @@ class OcclusionAwareGenerator(nn.Module):
         out = self.first(source.to(self.compute_dtype))
         for block in self.down_blocks:
             out = block(out)
-        # features kept fp32: the warp samples them in fp32, and expanding a converted copy per batch costs
+        # fp32 once here: the warp samples in fp32, and converting the expanded batch each time is a copy
         return SourceEncoding(source, out.float(), self.dense_motion_network.down(source.float()))
 
     def render(self, enc: SourceEncoding, kp_source: Keypoints, kp_driving: Keypoints,
@@ -170,9 +170,7 @@ class OcclusionAwareGenerator(nn.Module):
         *ups, last = self.up_blocks or [None]
         for block in ups:
             x = block(x)
-        f = self.final
-        same = f.kernel_size[0] == f.kernel_size[1] and f.kernel_size[0] % 2 and f.padding == (f.kernel_size[0] // 2,) * 2
-        if last is not None and last.folds_upsampling(x) and same and f.stride == (1, 1):
+        if last is not None and last.folds_upsampling(x) and is_same_odd_conv(self.final):
             kernels, bias = self.final_folded(self.final, None, lambda w, b: (packed_phase_kernels(w), b))
             return conv_on_packed_phases(last.packed(x), kernels, bias)
         return self.final(x if last is None else last(x))
