@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from .face.image import read_image, resize_256, to_tensor
 from .face.pose_box import draw_pose_box, draw_pose_boxes
 from .models.keypoints import Keypoints
 from .models.motion import relative_motion
+from .options import GenerateOptions
 
 FPS = 25.0
 
@@ -244,25 +245,33 @@ class Pipeline:
     # ---- one call --------------------------------------------------------------------------------
     def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
                     audio_path: str | os.PathLike | None, *, frames_dir: str | os.PathLike | None = None,
-                    progress: bool = False) -> Path:
+                    progress: bool | Callable[[int, int], None] = False) -> Path:
         """Render all frames into an H.264/AAC mp4 at 25 fps with the original audio, atomically."""
         from .video import VideoWriter
 
         frames = self.frames(reference, speech)
-        if progress:
+        total = speech.num_frames
+        if progress is True:
             from tqdm import tqdm
 
-            frames = tqdm(frames, total=speech.num_frames, unit="frame", desc="generating")
+            frames = tqdm(frames, total=total, unit="frame", desc="generating")
+        report = progress if callable(progress) else None
         with VideoWriter(output, fps=FPS, audio_path=audio_path, frames_dir=frames_dir) as writer:
-            for frame in frames:
+            for done, frame in enumerate(frames, 1):
                 writer.write(frame)
+                if report is not None:
+                    report(done, total)
         return Path(output)
 
-    def generate(self, image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike, *,
-                 phonemes: str | os.PathLike | None = None, transcript: str | None = None,
-                 pose: np.ndarray | None = None, crop: bool = True, frames_dir: str | os.PathLike | None = None,
-                 progress: bool = False) -> Path:
-        """Image + speech file -> talking-head mp4 (see ``write_video``)."""
-        reference = load_reference(image, crop=crop, pose=pose)
-        speech = load_speech(audio, phonemes=phonemes, transcript=transcript)
+    def generate(self, image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike,
+                 options: GenerateOptions | None = None, *, frames_dir: str | os.PathLike | None = None,
+                 progress: bool | Callable[[int, int], None] = False, **option_values) -> Path:
+        """Image + speech file -> talking-head mp4 (see ``write_video``).
+
+        ``options`` (or the same names as keywords, e.g. ``crop=False``): see :class:`GenerateOptions`.
+        ``progress``: True for a progress bar, or a callable ``(frames_done, frames_total)``."""
+        options = (options or GenerateOptions()).replace(**option_values) if option_values else (options or GenerateOptions())
+        pose = None if options.pose is None else np.asarray(options.pose, dtype=np.float64)
+        reference = load_reference(image, crop=options.crop, pose=pose)
+        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript)
         return self.write_video(reference, speech, output, audio, frames_dir=frames_dir, progress=progress)
