@@ -49,7 +49,7 @@ def test_readme_command_gives_a_playable_mp4(demo_video):
     audio = load_audio(SPEECH)
     expected = len(audio.samples) / audio.sample_rate * 25
     assert info.codec == "h264" and info.has_audio and abs(info.fps - 25) < 1e-6
-    assert abs(info.frame_count - expected) <= 2 and (info.width, info.height) == (256, 256)
+    assert abs(info.frame_count - expected) <= 2 and (info.width, info.height) == (512, 512)  # the whole photo
 
 
 def test_demo_moves_head_and_lips(demo_video):

@@ -40,7 +40,10 @@ def test_generate_from_real_files(official_checkpoint_dir, data, flac_file, tmp_
                  "--checkpoint", str(official_checkpoint_dir), "-o", str(out), "--precision", "bf16", "-q"])
     assert code == 0 and out.is_file()
     info = probe_video(out)
-    assert info.codec == "h264" and info.audio_codec == "aac" and (info.width, info.height) == (256, 256)
+    from avct.face.image import read_image
+
+    h, w = read_image(data / "image" / image).shape[:2]     # the whole photo (these are below --max-size)
+    assert info.codec == "h264" and info.audio_codec == "aac" and (info.width, info.height) == (w + w % 2, h + h % 2)
     assert info.audio_duration is not None
     # the video covers the audio to within one 40 ms frame
     assert abs(info.video_duration - info.audio_duration) <= 0.04 + 1e-6, (info.video_duration, info.audio_duration)

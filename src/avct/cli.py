@@ -10,11 +10,15 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AvctError
+from .options import DEFAULT_MAX_SIZE, RENDER_MODES, GenerateOptions
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="image + speech -> talking-head mp4",
-                       description="Animate one face image with a speech recording (25 fps H.264 + AAC mp4).")
+                       description="Animate one face image with a speech recording (25 fps H.264 + AAC mp4). "
+                                   "The output is the whole photo at its own resolution (long side capped by "
+                                   "--max-size) with the face animated and pasted back; --crop-only gives the "
+                                   "face crop alone, --render classic the paper's 256x256 renderer output.")
     p.add_argument("--image", required=True, help="reference face image (any common format)")
     p.add_argument("--audio", required=True, help="speech (wav/flac/mp3/m4a/ogg or a video's audio track)")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
@@ -26,7 +30,18 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transcript", help="what is said (text or a .txt file): far better phoneme alignment")
     p.add_argument("--pose", help="reference head pose Rx,Ry,Rz,Tx,Ty,Tz (rad, mm; OpenFace convention); "
                                   "estimated from the face when omitted")
-    p.add_argument("--no-crop", action="store_true", help="use the image as it is, resized to 256x256")
+    p.add_argument("--no-crop", action="store_true",
+                   help="the whole image is the face crop (the networks see it resized to 256x256)")
+    p.add_argument("--render", choices=RENDER_MODES, default="sharp",
+                   help="sharp (default): the photo itself warped at its resolution by the renderer's motion, "
+                        "the renderer's picture only where the photo cannot show it (an opening mouth); "
+                        "classic: the paper's renderer output, 256x256 crops (the official output bit for bit)")
+    p.add_argument("--crop-only", action="store_true",
+                   help="write the animated face crop alone instead of the whole photo")
+    p.add_argument("--size", metavar="N|native",
+                   help="with --crop-only: crop side in pixels (default 256) or 'native' (the crop's own size)")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
+                   help=f"long side of the whole-photo output, larger photos are scaled down (default {DEFAULT_MAX_SIZE})")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as a lossless PNG into DIR")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
@@ -57,17 +72,19 @@ def read_transcript(value: str | None) -> str | None:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from .pipeline import Pipeline, load_reference, load_speech, parse_pose
+    from .pipeline import Pipeline, load_reference, load_speech
 
     for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes)):
         if path is not None and not Path(path).is_file():
             raise AvctError(f"{what} not found: {path}")
     if not args.output.lower().endswith((".mp4", ".m4v", ".mov")):
         raise AvctError(f"output must be an .mp4 file, got {args.output}")
-    pose = parse_pose(args.pose) if args.pose else None
+    options = GenerateOptions(phonemes=args.phonemes, pose=args.pose, crop=not args.no_crop, render=args.render,
+                              crop_only=args.crop_only, size=args.size,
+                              max_size=args.max_size)
     torch.manual_seed(args.seed)
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
-    reference = load_reference(args.image, crop=not args.no_crop, pose=pose)
+    reference = load_reference(args.image, crop=options.crop, pose=options.pose)
     from .checkpoints import load_models, merge_models
     from .default_weights import resolve_checkpoint
 
@@ -75,7 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     pipeline = Pipeline(models, device=args.device, precision=args.precision, batch_size=args.batch_size,
                         compile=args.compile)
     speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
-    out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
+    out = pipeline.write_video(reference, speech, args.output, args.audio, options=options, frames_dir=args.frames,
                                progress=not args.quiet)
     print(out)
     return 0

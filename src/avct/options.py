@@ -107,17 +107,13 @@ class GenerateOptions:
             from .pipeline import parse_pose
 
             self.pose = tuple(parse_pose(self.pose if isinstance(self.pose, str) else ",".join(map(str, self.pose))))
-        if self.size is not None and not self.crop_only:
-            raise AvctError("size applies to crop_only output (the full photo keeps its own size, see max_size)")
-        if self.render == "classic" and self.size not in (None, 256):
-            raise AvctError("the classic renderer makes 256x256 frames only; use render sharp for other sizes")
+        if self.render == "classic":
+            if self.size not in (None, 256):
+                raise AvctError("the classic renderer makes 256x256 crops only; use render sharp for other sizes")
+        elif self.size is not None and not self.crop_only:
+            raise AvctError("size applies to crop-only output (the whole photo keeps its own size, see max size)")
         if self.extra:
             raise AvctError(f"unknown option(s): {', '.join(sorted(self.extra))}")
-
-    @property
-    def full_photo(self) -> bool:
-        """Paste the animated crop back into the whole photo (the default; classic is 256² crop only)."""
-        return self.render == "sharp" and not self.crop_only
 
     @classmethod
     def names(cls) -> list[str]:

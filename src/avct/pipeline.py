@@ -30,6 +30,7 @@ from .face.pose_box import draw_pose_box, draw_pose_boxes
 from .models.keypoints import Keypoints
 from .models.motion import relative_motion
 from .options import GenerateOptions
+from .sharp import SharpCompositor, compose_frames, make_canvas
 
 FPS = 25.0
 
@@ -37,11 +38,19 @@ FPS = 25.0
 @dataclass
 class Reference:
     """The reference face: (1, 3, 256, 256) float image in [0, 1] and its head pose
-    ``[Rx, Ry, Rz (rad), Tx, Ty, Tz (mm)]`` (OpenFace convention)."""
+    ``[Rx, Ry, Rz (rad), Tx, Ty, Tz (mm)]`` (OpenFace convention); the photo it was cut from, at its own
+    resolution, and where (``crop_box``, None when the whole photo is the crop), for the sharp output."""
 
     image: torch.Tensor
     pose: np.ndarray
     crop_box: tuple[int, int, int, int] | None = None
+    photo: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+
+    def full_photo(self) -> np.ndarray:
+        """The photo, or the 256² crop itself for a Reference built without one."""
+        if self.photo is not None:
+            return self.photo
+        return (self.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 @dataclass
@@ -85,7 +94,7 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
         from .face.head_pose import estimate_head_pose, reference_pose
 
         pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
-    return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box)
+    return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box, rgb)
 
 
 def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
@@ -193,6 +202,13 @@ class Pipeline:
 
     def predictions(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[torch.Tensor]:
         """Yield batches of rendered frames (B, 3, 256, 256), float in [0, 1], in order."""
+        for out in self.render_outputs(reference, speech, chunk):
+            yield out["prediction"]
+
+    def render_outputs(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[dict]:
+        """Yield the renderer's outputs batch by batch, in order: ``prediction`` (B, 3, 256, 256) in
+        [0, 1], ``deformation`` (B, 64, 64, 2) and ``occlusion_map`` (B, 1, 64, 64) when the weights
+        have one."""
         n = speech.num_frames
         if n <= 0:
             raise AvctError("audio is shorter than one video frame (40 ms)")
@@ -223,7 +239,8 @@ class Pipeline:
             pad = self.batch_size - n
             kp_driving = Keypoints(torch.cat([kp_driving.value, kp_driving.value[-1:].expand(pad, -1, -1)]),
                                    torch.cat([kp_driving.jacobian, kp_driving.jacobian[-1:].expand(pad, -1, -1, -1)]))
-        return self._render(source, kp_src, kp_driving)["prediction"][:n].float()
+        out = self._render(source, kp_src, kp_driving)
+        return {key: out[key][:n].float() for key in ("prediction", "deformation", "occlusion_map") if key in out}
 
     @staticmethod
     def _to_uint8(pred: torch.Tensor) -> np.ndarray:
@@ -235,21 +252,30 @@ class Pipeline:
         these weights draw when nothing moves, the baseline that separates image quality from motion."""
         with torch.inference_mode():
             kp_src, _, source = self._encode_reference(reference)
-            return self._to_uint8(self._render_batch(source, kp_src, kp_src))[0]
+            return self._to_uint8(self._render_batch(source, kp_src, kp_src)["prediction"])[0]
 
-    def frames(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[np.ndarray]:
-        """Yield (256, 256, 3) uint8 RGB frames, one per 40 ms of speech."""
-        for pred in self.predictions(reference, speech, chunk):
-            yield from self._to_uint8(pred)
+    def frames(self, reference: Reference, speech: Speech, chunk: int = 64,
+               options: GenerateOptions | None = None) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 RGB frames, one per 40 ms of speech: by default the whole photo with
+        the face animated at the photo's resolution (:mod:`avct.sharp`); ``render="classic"``: the
+        renderer's own 256² crops, the official output."""
+        options = options or GenerateOptions()
+        if options.render == "classic":
+            for pred in self.predictions(reference, speech, chunk):
+                yield from self._to_uint8(pred)
+            return
+        canvas = make_canvas(reference.full_photo(), reference.crop_box, options)
+        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk))
 
     # ---- one call --------------------------------------------------------------------------------
     def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
-                    audio_path: str | os.PathLike | None, *, frames_dir: str | os.PathLike | None = None,
+                    audio_path: str | os.PathLike | None, *, options: GenerateOptions | None = None,
+                    frames_dir: str | os.PathLike | None = None,
                     progress: bool | Callable[[int, int], None] = False) -> Path:
         """Render all frames into an H.264/AAC mp4 at 25 fps with the original audio, atomically."""
         from .video import VideoWriter
 
-        frames = self.frames(reference, speech)
+        frames = self.frames(reference, speech, options=options)
         total = speech.num_frames
         if progress is True:
             from tqdm import tqdm
@@ -274,4 +300,5 @@ class Pipeline:
         pose = None if options.pose is None else np.asarray(options.pose, dtype=np.float64)
         reference = load_reference(image, crop=options.crop, pose=pose)
         speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript)
-        return self.write_video(reference, speech, output, audio, frames_dir=frames_dir, progress=progress)
+        return self.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
+                                progress=progress)

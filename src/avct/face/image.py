@@ -14,16 +14,17 @@ MIN_IMAGE_SIDE = 32  # below this there is no face worth animating
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB. Grayscale, palette, 16-bit and RGBA inputs are converted (alpha dropped,
-    as the official ``imread(...)[:, :, :3]``)."""
-    from PIL import Image, UnidentifiedImageError
+    """(H, W, 3) uint8 RGB, the right way up (EXIF orientation applied). Grayscale, palette, 16-bit and
+    RGBA inputs are converted (alpha dropped, as the official ``imread(...)[:, :, :3]``)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise AvctError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
+        with Image.open(path) as opened:
+            opened.load()
+            im = ImageOps.exif_transpose(opened)  # phones store portraits sideways + an EXIF rotation
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 arr = (arr / max(arr.max(), 1.0) * 255.0).astype(np.uint8)
