@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AVCT_SHARED", ROOT.parent / "shared"))
 IMAGE = SHARED / "data" / "image" / "obama_frontal_facerec.jpg"
 SPEECH = SHARED / "data" / "phoneme_ref" / "ByronDorgan1.wav"
+PHOTO_512 = ROOT / "examples" / "astronaut.png"  # 512 x 512: the sharp path's output size
 
 
 def load_inputs(npz: str | None = None):
@@ -63,6 +64,26 @@ def time_frames(make_iter, n: int, device: torch.device, warmup: int | None = No
     elapsed = time.perf_counter() - start
     frames = torch.cat(out)
     return len(frames) / elapsed, frames[:n].numpy()
+
+
+def output_paths(pipeline, speech, n: int, label: str) -> dict:
+    """Finished uint8 frames per second on a 512² photo: the classic 256² renderer output against the sharp
+    path (the photo warped at 512², pasted back), same pipeline, same frames."""
+    from avct.options import GenerateOptions
+    from avct.pipeline import load_reference
+
+    reference = load_reference(PHOTO_512)
+    out = {}
+    for mode in ("classic", "sharp"):
+        options = GenerateOptions(render=mode)
+        make = lambda: pipeline.frames(reference, speech, options=options)  # noqa: E731
+        for _ in itertools.islice(make(), pipeline.batch_size):  # warm-up: one batch
+            pass
+        start = time.perf_counter()
+        count = sum(1 for _ in itertools.islice(make(), n))
+        out[f"fps_{mode}_{label}"] = count / (time.perf_counter() - start)
+    out[f"sharp_vs_classic_{label}"] = out[f"fps_sharp_{label}"] / out[f"fps_classic_{label}"]
+    return out
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -113,6 +134,13 @@ def speed(args) -> dict:
         results["compile_seconds"] = time.perf_counter() - t
         fps_c, fc = time_frames(lambda: pc.predictions(reference, speech), n_fast, device, warmup=0)
         results.update(fps_bf16_compiled=fps_c, speedup_bf16_compiled=fps_c / slow_fps, psnr_bf16_compiled=psnr(f32, fc))
+    results.update(output_paths(plow, speech, n_fast, "official"))
+    if not args.inputs:
+        from avct.checkpoints import load_models
+        from avct.default_weights import default_weights_dir
+
+        bundled = Pipeline(load_models(default_weights_dir()), device=device, precision=low, batch_size=args.batch_size)
+        results.update(output_paths(bundled, speech, n_fast, "bundled"))
     if device.type == "cuda":
         p16 = Pipeline(models, device=device, precision="fp16", batch_size=args.batch_size)
         fps16, f16 = time_frames(lambda: p16.predictions(reference, speech), n_fast, device)

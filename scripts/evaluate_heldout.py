@@ -4,8 +4,9 @@
         [--checkpoint WEIGHTS] [--syncnet default|PATH]
 
 HELDOUT_DATASET comes from `avct preprocess` on clips the weights never saw. Writes REPORT_DIR/videos/
-{reference,generated,static,rendered_static}/*.mp4, `avct evaluate` reports for the model and for the two
-static baselines (REPORT_DIR/model, REPORT_DIR/static, REPORT_DIR/rendered_static), and prints the tables.
+{reference,generated,classic,static,rendered_static}/*.mp4, `avct evaluate` reports for the model (sharp
+path), the classic renderer and the two static baselines (REPORT_DIR/model, REPORT_DIR/classic,
+REPORT_DIR/static, REPORT_DIR/rendered_static), and prints the tables.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     folders = reconstruct_clips(args.data, out / "videos", pipeline)
     syncnet = default_syncnet_dir() if args.syncnet == "default" else args.syncnet
     results = {}
-    for name, variant in (("model", "generated"), ("static", "static"), ("rendered_static", "rendered_static")):
+    for name, variant in (("model", "generated"), ("classic", "classic"), ("static", "static"),
+                          ("rendered_static", "rendered_static")):
         summary = evaluate(folders[variant], folders["reference"], out / name, syncnet=syncnet, progress=False)
         results[name] = summary
         print(f"## {name} ({variant} vs reference)")

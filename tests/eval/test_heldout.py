@@ -37,7 +37,7 @@ def test_every_variant_has_every_clip_with_the_same_length(heldout):
     from avct.video import probe_video
 
     _, folders = heldout
-    assert set(folders) == {"reference", "generated", "static", "rendered_static"}
+    assert set(folders) == {"reference", "generated", "classic", "static", "rendered_static"}
     infos = {v: probe_video(f / "obama_00.mp4") for v, f in folders.items()}
     counts = {v: i.frame_count for v, i in infos.items()}
     assert len(set(counts.values())) == 1 and 0 < counts["reference"] <= FRAMES, counts

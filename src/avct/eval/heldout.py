@@ -4,7 +4,9 @@ For every clip of a preprocessed dataset (``avct preprocess``) the model sees on
 frame and its audio, and must produce the rest; three videos per clip, same name, same audio:
 
     reference/<clip>.mp4   the real 256² frames                       (ground truth)
-    generated/<clip>.mp4   avct from frame 0 + the clip's audio         (the model)
+    generated/<clip>.mp4   avct from frame 0 + the clip's audio         (the model, default sharp path:
+                           frame 0 warped at its resolution, :mod:`avct.sharp`)
+    classic/<clip>.mp4     the same motion through the paper's 256² renderer (``render="classic"``)
     static/<clip>.mp4      frame 0 repeated for the whole clip          (baseline: no motion at all)
     rendered_static/<clip>.mp4  the renderer's own picture of frame 0, repeated  (baseline: same renderer,
                            no motion; separates what the motion models add from what the renderer costs)
@@ -23,7 +25,7 @@ import numpy as np
 from ..data.dataset import SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
 from ..errors import AvctError
 
-VARIANTS = ("reference", "generated", "static", "rendered_static")
+VARIANTS = ("reference", "generated", "classic", "static", "rendered_static")
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
@@ -45,6 +47,7 @@ def _repeat(frame: np.ndarray, count: int) -> Iterator[np.ndarray]:
 def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progress: bool = True) -> dict[str, Path]:
     """Write the three variants of every clip of ``dataset`` under ``out``; returns {variant: folder}.
     ``pipeline`` is an :class:`avct.pipeline.Pipeline` (its weights are what gets evaluated)."""
+    from ..options import GenerateOptions
     from ..pipeline import load_reference, load_speech
     from ..video import write_video
 
@@ -71,9 +74,10 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
         reference = load_reference(first, crop=False)
         write_video(folders["rendered_static"] / f"{name}.mp4", _repeat(pipeline.still_frame(reference), count),
                     audio_path=wav)
-        generated = pipeline.frames(reference, speech)
-        write_video(folders["generated"] / f"{name}.mp4", (f for _, f in zip(range(count), generated)),
-                    audio_path=wav)
+        for variant, options in (("generated", GenerateOptions()), ("classic", GenerateOptions(render="classic"))):
+            generated = pipeline.frames(reference, speech, options=options)
+            write_video(folders[variant] / f"{name}.mp4", (f for _, f in zip(range(count), generated)),
+                        audio_path=wav)
         if progress:
             print(f"{name}: {count} frames")
     return folders
