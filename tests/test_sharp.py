@@ -259,3 +259,14 @@ def test_a_small_face_in_a_large_photo(pipeline, speech_2s):
     expected = cv2.resize(big, (1920, 1280), interpolation=cv2.INTER_AREA)
     l, t, r, b = (round(v * 1920 / 4500) for v in reference.crop_box)
     assert np.array_equal(frames[1][:t - 1], expected[:t - 1]) and np.array_equal(frames[1][:, r + 1:], expected[:, r + 1:])
+
+
+@pytest.mark.parametrize("soft", [(True, True, True, True), (False, True, True, False), (False, False, False, False)])
+def test_feather_strips_cover_exactly_the_soft_pixels(soft):
+    from avct.sharp import _strips, feather_mask
+
+    feather = feather_mask(90, 120, soft, 10.0)
+    covered = np.zeros(feather.shape, int)
+    for strip in _strips(feather):
+        covered[strip] += 1
+    assert covered.max() <= 1 and np.array_equal(covered == 1, feather < 1)
