@@ -10,7 +10,7 @@ import pytest
 
 from avct.serving.client import download_video, encode_multipart, job_status, request, submit_job, wait_for_job
 from avct.video import probe_video
-from conftest import EXAMPLE_IMAGE, SPEECH_SECONDS
+from live_server import EXAMPLE_IMAGE, SPEECH_SECONDS
 from shared_files import IMAGES, require
 
 
