@@ -28,6 +28,8 @@ class Browser:
         self.size = (width, height)
         args = [executable, "--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--mute-audio", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                # a synthetic microphone (a beep), allowed without a permission prompt
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                 f"--window-size={width},{height}", "about:blank"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run its sandbox as root

@@ -15,6 +15,13 @@ EXAMPLE_SPEECH = REPO / "examples" / "speech_librivox_austen_7s.wav"
 SPEECH_SECONDS = 2.0
 
 
+def wait_until(condition, timeout: float = 10.0, every: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(every)
+
+
 @dataclass
 class Served:
     url: str

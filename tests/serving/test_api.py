@@ -6,19 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from avct.serving.client import download_video, encode_multipart, job_status, request, submit_job, wait_for_job
 from avct.video import probe_video
-from live_server import EXAMPLE_IMAGE, SPEECH_SECONDS
+from live_server import EXAMPLE_IMAGE, SPEECH_SECONDS, wait_until
 from shared_files import IMAGES, require
-
-
-def wait_until(condition, timeout: float, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(every)
 
 
 def test_round_trip(serve, speech_2s, tmp_path):
@@ -119,7 +111,7 @@ def test_queue_bound_is_503_and_delete_cancels(serve, speech_2s):
         assert request("GET", f"{server.url}/v1/jobs/{job_id}/video").status == 404
         assert request("DELETE", f"{server.url}/v1/jobs/{job_id}").status == 404
     # the queued job's files go at once; the running one's when it stops at its first frame
-    wait_until(lambda: server.job_folders() == [], timeout=300)
+    wait_until(lambda: server.job_folders() == [], timeout=300, every=0.1)
     text = Path(server.work_dir.parent / "notes.txt")
     text.write_text("not a photo")
     assert submit_job(server.url, text, speech_2s).status == 422  # room again: checked, not refused with 503
@@ -133,6 +125,6 @@ def test_failed_job_reports_one_line_then_expires(serve, speech_2s):
     video = request("GET", f"{server.url}/v1/jobs/{job_id}/video")
     assert (video.status, video.json()) == (409, {"detail": "the job failed; there is no video"})
     assert len(server.job_folders()) == 1
-    wait_until(lambda: job_status(server.url, job_id).status == 404, timeout=3 + 5)
+    wait_until(lambda: job_status(server.url, job_id).status == 404, timeout=3 + 5, every=0.1)
     assert server.job_folders() == []
     assert request("GET", f"{server.url}/v1/config").status == 200  # still serving

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 
 import pytest
@@ -73,3 +74,22 @@ def test_page_generates_a_playable_video(serve, speech_2s, browser, tmp_path):
         assert shot.size == browser.size
         if os.environ.get("AVCT_UPDATE_SCREENSHOT") == "1":
             shot.convert("RGB").save(SCREENSHOT, optimize=True)
+
+
+def test_microphone_recording_is_uploaded_and_decoded(serve, browser):
+    """MediaRecorder's webm (no duration in its header) reaches the server and is decoded to measure its length."""
+    server = serve(max_audio_s=0.5)
+    browser.open(server.url + "/")
+    browser.wait_for("document.getElementById('limits').textContent.includes('0.5 s')", timeout=30)
+    browser.set_files("#image", EXAMPLE_IMAGE)
+    browser.evaluate("document.getElementById('record').click()")
+    browser.wait_for("document.getElementById('record').getAttribute('aria-pressed') === 'true'", timeout=30)
+    time.sleep(1.5)
+    browser.evaluate("document.getElementById('record').click()")
+    name = browser.wait_for("document.getElementById('record-state').textContent.startsWith('Recorded') && "
+                            "document.getElementById('recording').src", timeout=30)
+    assert name.startswith("blob:")
+    submit_with_keyboard(browser)
+    error = browser.wait_for("document.getElementById('error').textContent", timeout=120)
+    match = re.fullmatch(r"audio recording\.(webm|ogg) is (\d+\.\d) s long; this server accepts at most 0\.5 s", error)
+    assert match and 1.0 <= float(match.group(2)) <= 3.0, error

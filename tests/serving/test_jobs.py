@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
 from avct.errors import AvctError
 from avct.options import GenerateOptions
 from avct.serving.jobs import FRONT_END_PROGRESS, Job, JobStore, QueueFull, new_job_id
+from live_server import wait_until
 
 
 class Clock:
@@ -25,13 +25,6 @@ def make_job(tmp_path, name="job") -> Job:
     folder.mkdir()
     image, audio = folder / "image.png", folder / "audio.wav"
     return Job(new_job_id(), folder, image, audio, GenerateOptions(), {str(image): "face.png"})
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 class GatedRunner:

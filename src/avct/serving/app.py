@@ -1,9 +1,9 @@
 """The HTTP API (``/v1``) and the web page (``/``), thin routes over a :class:`~avct.serving.jobs.JobStore`.
 
-Why FastAPI on uvicorn: a widely used, well-kept ASGI pair; FastAPI gives the OpenAPI schema
-(``/openapi.json``, browsable at ``/docs``) and typed routes for free, Starlette (under it) streams
-multipart uploads to disk and serves files with HTTP range requests (what a ``<video>`` element needs),
-and uvicorn is its standard server. Imported only by ``avct serve``.
+Why FastAPI on uvicorn: a widely used, well-kept ASGI pair; FastAPI gives the OpenAPI schema (``/openapi.json``)
+and typed routes for free, Starlette (under it) streams multipart uploads to disk and serves files with HTTP
+range requests (what a ``<video>`` element needs), and uvicorn is its standard server. Imported only by
+``avct serve``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from .. import __version__
 from ..errors import AvctError
 from ..options import RENDER_MODES, GenerateOptions
-from .jobs import DONE, FAILED, Job, JobStore, QueueFull, Runner, new_job_id, user_message
+from .jobs import FAILED, Job, JobStore, QueueFull, Runner, new_job_id, user_message
 from .settings import ServeSettings
 from .uploads import (FILE_FIELDS, SERVER_FILE_OPTIONS, UploadTooLarge, check_inputs, options_from_fields,
                       read_form, save_upload)
@@ -48,7 +48,8 @@ def create_app(settings: ServeSettings, run: Runner) -> FastAPI:
             if own_dir:
                 shutil.rmtree(app.state.work_dir, ignore_errors=True)
 
-    app = FastAPI(title="avct", version=__version__, lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's viewers load their scripts from a CDN, and the server must work offline.
+    app = FastAPI(title="avct", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="One photo + speech -> talking-head mp4. Submit a job, poll it, download the video.")
     app.state.store = store
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
