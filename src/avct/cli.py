@@ -166,7 +166,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, help=f"largest request body, photo + audio (default {d.max_upload_mb:g})")
     p.add_argument("--max-audio-s", type=float, help=f"longest speech accepted, seconds (default {d.max_audio_s:g})")
     p.add_argument("--workers", type=int, help=f"jobs generating at once (default {d.workers})")
-    p.add_argument("--queue", type=int, help=f"jobs waiting beyond those; more get HTTP 503 (default {d.queue})")
+    p.add_argument("--queue", type=int, help=f"jobs waiting beyond those, uploads being checked included; "
+                                             f"more get HTTP 503 at once (default {d.queue})")
     p.add_argument("--keep-minutes", type=float,
                    help=f"finished jobs and their files are deleted after this long (default {d.keep_minutes:g})")
     p.add_argument("--max-job-s", type=float, help="a job generating longer than this fails (default: no limit)")

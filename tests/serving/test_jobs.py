@@ -27,6 +27,12 @@ def make_job(tmp_path, name="job") -> Job:
     return Job(new_job_id(), folder, image, audio, GenerateOptions(), {str(image): "face.png"})
 
 
+def enqueue(store: JobStore, job: Job) -> None:
+    """What the POST route does around reading the upload: take a place, then queue the job in it."""
+    store.reserve()
+    store.submit(job)
+
+
 class GatedRunner:
     """Reports frame 1 of 4, then waits for the test to open the gate, then reports the rest."""
 
@@ -56,15 +62,14 @@ def gated(tmp_path):
 
 def test_queue_bound_then_done(gated, tmp_path):
     store, runner = gated
-    a, b, c = make_job(tmp_path, "a"), make_job(tmp_path, "b"), make_job(tmp_path, "c")
-    store.submit(a)
+    a, b = make_job(tmp_path, "a"), make_job(tmp_path, "b")
+    enqueue(store, a)
     wait_until(lambda: store.status(a.id)["status"] == "running")
     assert store.status(a.id)["progress"] == pytest.approx(FRONT_END_PROGRESS + (1 - FRONT_END_PROGRESS) / 4, abs=1e-3)
-    store.submit(b)
-    assert not store.has_room()
-    with pytest.raises(QueueFull):
-        store.submit(c)
-    assert store.status(c.id) is None and store.status(b.id)["status"] == "queued"
+    enqueue(store, b)
+    with pytest.raises(QueueFull):  # a burst beyond the queue is refused before its upload is read
+        store.reserve()
+    assert store.status(b.id)["status"] == "queued"
     assert store.finished_video(a.id) == ("running", None)
     runner.gate.set()
     wait_until(lambda: store.status(b.id)["status"] == "done")
@@ -75,12 +80,15 @@ def test_queue_bound_then_done(gated, tmp_path):
 def test_delete_queued_and_running(gated, tmp_path):
     store, runner = gated
     a, b = make_job(tmp_path, "a"), make_job(tmp_path, "b")
-    store.submit(a)
+    enqueue(store, a)
     wait_until(lambda: store.status(a.id)["status"] == "running")
-    store.submit(b)
+    enqueue(store, b)
     assert store.delete(b.id)                       # queued: gone at once, never runs
     assert not b.folder.exists() and store.status(b.id) is None
-    assert store.has_room()
+    store.reserve()                                 # its place is free again; an upload being checked holds it
+    with pytest.raises(QueueFull):
+        store.reserve()
+    store.release()
     assert store.delete(a.id)                       # running: stops at its next progress report
     assert store.status(a.id) is None and not store.delete(a.id)
     wait_until(lambda: not a.folder.exists())
@@ -102,7 +110,7 @@ def test_failures_are_one_line_and_the_store_keeps_working(tmp_path, caplog):
         user, bug, fine = make_job(tmp_path, "user"), make_job(tmp_path, "bug"), make_job(tmp_path, "fine")
         with caplog.at_level(logging.ERROR, logger="avct.serve"):
             for job in (user, bug, fine):
-                store.submit(job)
+                enqueue(store, job)
             wait_until(lambda: store.status(fine.id)["status"] in ("done", "failed"))
         assert store.status(user.id)["error"] == "no face found in face.png; try another photo"
         assert store.status(bug.id) == {"id": bug.id, "status": "failed", "progress": 0.51, "error": "internal error: ValueError"}
@@ -127,9 +135,9 @@ def test_finished_jobs_expire_after_keep_s(tmp_path):
     store.start()
     try:
         done, slow = make_job(tmp_path, "done"), make_job(tmp_path, "slow")
-        store.submit(done)
+        enqueue(store, done)
         wait_until(lambda: store.status(done.id)["status"] == "done")
-        store.submit(slow)
+        enqueue(store, slow)
         wait_until(lambda: store.status(slow.id)["status"] == "running")
         clock.now += 59.9
         assert store.sweep() == 0 and done.folder.exists()
@@ -156,7 +164,7 @@ def test_max_job_s_fails_a_slow_job(tmp_path):
     store.start()
     try:
         job = make_job(tmp_path)
-        store.submit(job)
+        enqueue(store, job)
         wait_until(lambda: store.status(job.id)["status"] == "failed")
         assert store.status(job.id)["error"] == "the job ran longer than this server's limit of 4.5 s"
     finally:

@@ -69,19 +69,24 @@ def create_app(settings: ServeSettings, run: Runner) -> FastAPI:
                          503: {"description": "queue full"}})
     async def create_job(request: Request) -> dict[str, str]:
         """Upload ``image`` and ``audio`` files plus options as form fields; returns the job id at once."""
-        if not store.has_room():
-            raise _queue_full()
+        try:
+            store.reserve()
+        except QueueFull:
+            raise _queue_full() from None
         job_id = new_job_id()
         folder = request.app.state.work_dir / job_id
-        folder.mkdir()
         try:
-            store.submit(await _receive_job(request, job_id, folder, settings))
-        except QueueFull:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise _queue_full() from None
+            folder.mkdir()
+            job = await _receive_job(request, job_id, folder, settings)
         except BaseException:
+            store.release()
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        try:
+            store.submit(job)
+        except QueueFull:  # the server is shutting down
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _queue_full() from None
         return {"id": job_id}
 
     @app.get("/v1/jobs/{job_id}")

@@ -75,7 +75,9 @@ class Job:
 
 
 class JobStore:
-    """Accepts jobs up to the queue bound, runs them on ``workers`` threads, forgets finished ones after ``keep_s``."""
+    """Accepts jobs up to the queue bound, runs them on ``workers`` threads, forgets finished ones after ``keep_s``.
+
+    ``queue_size`` bounds the jobs waiting plus the uploads being read and checked (see ``reserve``)."""
 
     def __init__(self, run: Runner, *, workers: int = 1, queue_size: int = 8, keep_s: float = 3600.0,
                  max_job_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -87,6 +89,7 @@ class JobStore:
         self._clock = clock
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[Job] = deque()
+        self._reserved = 0  # queue places held by uploads being read and checked
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closing = False
@@ -120,13 +123,24 @@ class JobStore:
             shutil.rmtree(job.folder, ignore_errors=True)
 
     # ---- what the routes call --------------------------------------------------------------------
-    def has_room(self) -> bool:
+    def reserve(self) -> None:
+        """Take a queue place for an upload about to be read and checked (QueueFull if none is free), so that
+        a burst beyond the queue is refused at once instead of being read; ``submit`` or ``release`` gives it back."""
         with self._lock:
-            return not self._closing and len(self._waiting) < self._queue_size
+            if self._closing or len(self._waiting) + self._reserved >= self._queue_size:
+                raise QueueFull
+            self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a place taken with ``reserve`` (the upload was refused)."""
+        with self._lock:
+            self._reserved -= 1
 
     def submit(self, job: Job) -> None:
+        """Queue ``job`` in the place taken with ``reserve``."""
         with self._wake:
-            if self._closing or len(self._waiting) >= self._queue_size:
+            self._reserved -= 1
+            if self._closing:
                 raise QueueFull
             self._jobs[job.id] = job
             self._waiting.append(job)

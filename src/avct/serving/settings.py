@@ -20,7 +20,7 @@ class ServeSettings:
     max_upload_mb: float = 50.0      # whole request body (photo + audio + fields), enforced while streaming
     max_audio_s: float = 600.0       # longest speech accepted
     workers: int = 1                 # jobs generating at once (1 suits a CPU; a GPU may take more)
-    queue: int = 8                   # jobs waiting beyond those; more answer 503
+    queue: int = 8                   # jobs waiting beyond those (uploads being checked count); more answer 503
     keep_minutes: float = 60.0       # finished jobs (video or error) are deleted this long after finishing
     max_job_s: float | None = None   # a running job taking longer fails (checked at every frame)
     work_dir: Path | None = None     # per-job upload/output folders go here (default: a temporary folder)
