@@ -18,7 +18,7 @@ import numpy as np
 from ..io_utils import atomic_path, atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_plots", "markdown_table",
-           "TABLE_COLUMNS", "METRIC_NOTES"]
+           "TABLE_COLUMNS", "METRIC_NOTES", "format_number"]
 
 CSV_COLUMNS = (
     "name", "generated", "reference", "frames_generated", "frames_reference", "fps_generated",
@@ -85,7 +85,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _fmt(value: Any, decimals: int) -> str:
+def format_number(value: Any, decimals: int) -> str:
     value = _clean(value)
     if value is None:
         return "—"
@@ -98,9 +98,9 @@ def markdown_table(summary: dict[str, Any], label: str = "Generated") -> str:
     """The paper's Table-1 row layout: the generated videos, then the ground truth (reference)."""
     head = "| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |"
     sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
-    rows = [head, sep, f"| {label} | " + " | ".join(_fmt(summary.get(k), d) for k, _, d in TABLE_COLUMNS) + " |"]
+    rows = [head, sep, f"| {label} | " + " | ".join(format_number(summary.get(k), d) for k, _, d in TABLE_COLUMNS) + " |"]
     ref = summary.get("reference") or {}
-    rows.append("| Ground Truth | " + " | ".join(_fmt(ref.get(k), d) for k, _, d in TABLE_COLUMNS) + " |")
+    rows.append("| Ground Truth | " + " | ".join(format_number(ref.get(k), d) for k, _, d in TABLE_COLUMNS) + " |")
     return "\n".join(rows)
 
 
@@ -121,10 +121,10 @@ def write_markdown(path: Path, summary: dict[str, Any], rows: Sequence[dict[str,
               "| Video | FID | CPBD | LMD | lip r | lip amp | silence gap | sharpness | AVOff | AVConf | note |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {_fmt(r.get('fid_video'), 2)} | {_fmt(r.get('cpbd'), 3)} | "
-                     f"{_fmt(r.get('lmd'), 3)} | {_fmt(r.get('lip_r'), 2)} | {_fmt(r.get('lip_amp'), 2)} | "
-                     f"{_fmt(r.get('silence_gap'), 3)} | {_fmt(r.get('sharpness'), 2)} | "
-                     f"{_fmt(r.get('avoff'), 0)} | {_fmt(r.get('avconf'), 2)} | {r.get('note') or ''} |")
+        lines.append(f"| {r['name']} | {format_number(r.get('fid_video'), 2)} | {format_number(r.get('cpbd'), 3)} | "
+                     f"{format_number(r.get('lmd'), 3)} | {format_number(r.get('lip_r'), 2)} | {format_number(r.get('lip_amp'), 2)} | "
+                     f"{format_number(r.get('silence_gap'), 3)} | {format_number(r.get('sharpness'), 2)} | "
+                     f"{format_number(r.get('avoff'), 0)} | {format_number(r.get('avconf'), 2)} | {r.get('note') or ''} |")
     lines.append("")
     atomic_write_text(path, "\n".join(lines))
 
