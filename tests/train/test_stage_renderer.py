@@ -93,3 +93,23 @@ def test_renderer_gan_step_and_init(renderer_run, tiny_dataset):
     assert {"generator_gan", "feature_matching", "discriminator_gan", "perceptual"} <= set(out.scalars)
     assert all(np.isfinite(v) for v in out.scalars.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, stage.discriminator.parameters()))
+
+
+def test_small_preset_trains_without_vgg_weights(tiny_dataset, monkeypatch, caplog):
+    """No VGG-19 anywhere: the default perceptual network is the shipped ImageNet Inception-v3, said in the
+    log, and a training step runs through it (gradients reach the generator)."""
+    import logging
+
+    from avct.train.losses import InceptionPerceptual
+
+    monkeypatch.delenv("AVCT_VGG19_WEIGHTS", raising=False)
+    with caplog.at_level(logging.WARNING, logger="avct.train.losses"):
+        stage = build_stage(RendererStage, "renderer", {}, tiny_dataset)    # the small preset as it is
+    assert isinstance(stage.perceptual.network, InceptionPerceptual)
+    assert "no VGG-19 weights given" in caplog.text and "Inception-v3" in caplog.text
+    runner = Runner(stage)
+    before = [p.detach().clone() for p in stage.generator.parameters()]
+    seed_all(0)
+    out = stage.train_step(fixed_batch(stage, [5]), runner.modules, runner.optimizers, runner.amp)
+    assert np.isfinite(out.loss) and out.scalars["perceptual"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, stage.generator.parameters()))

