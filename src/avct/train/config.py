@@ -226,6 +226,23 @@ class AugmentationConfig:
 
 
 @dataclass(frozen=True)
+class LandmarkPriorConfig:
+    """Mouth-aware keypoints: an L1 pull of E_kd's first ``len(landmarks)`` keypoints towards these dlib
+    landmarks (0-based iBUG-300W indices) of the same frame, in the keypoints' [-1, 1] crop coordinates,
+    on the source and the driving frame (``landmarks.npy`` of the dataset; lost frames are skipped). The
+    other keypoints stay unsupervised (equivariance only). Why: unsupervised keypoints settle on head
+    pose and coarse regions, so nothing forces one of them to follow the lips, and a renderer driven by
+    them cannot open the mouth.
+
+    weight: the L1 weight (0 = off, the default: older configs train as before).
+    landmarks: default upper-lip centre (51), lower-lip centre (57), the two mouth corners (48, 54).
+    """
+
+    weight: float = non_negative(0.0)
+    landmarks: tuple[int, ...] = _check((51, 57, 48, 54), _each(lambda v: 0 <= v < 68, "landmark indices 0..67"))
+
+
+@dataclass(frozen=True)
 class RendererTrainConfig(TrainConfig):
     """Keypoint detector E_kd + renderer E_r, FOMM's recipe (OFFICIAL.md C.2): Adam lr 2e-4 betas
     (0.5, 0.999) for generator, keypoint detector and discriminator; MultiStepLR x0.1 at milestones.
@@ -237,6 +254,7 @@ class RendererTrainConfig(TrainConfig):
         epochs 5, 20, 30 of 100; scaled here to 5 %, 20 % and 30 % of `steps`.
     lr_gamma: the LR factor at each milestone.
     augmentation: flips and colour jitter of the training pairs.
+    landmark_prior: mouth-aware keypoints (off unless its weight is > 0).
     batch_size (official 36), steps: 200k steps of 36 pairs is our equivalent of 100 epochs.
     """
 
@@ -251,6 +269,7 @@ class RendererTrainConfig(TrainConfig):
     lr_milestones: tuple[int, ...] = positive((10_000, 40_000, 60_000))
     lr_gamma: float = positive(0.1)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    landmark_prior: LandmarkPriorConfig = field(default_factory=LandmarkPriorConfig)
 
 
 # ---- lip-sync discriminator ---------------------------------------------------------------------------------
@@ -452,6 +471,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     if isinstance(config, RendererTrainConfig):
         if list(config.lr_milestones) != sorted(config.lr_milestones):
             raise AvctError(f"config: lr_milestones must increase, got {list(config.lr_milestones)}")
+        marks, num_kp = config.landmark_prior.landmarks, config.model_config().keypoint_detector.num_kp
+        if len(marks) > num_kp or len(set(marks)) != len(marks):
+            raise AvctError(f"config: landmark_prior.landmarks must be at most {num_kp} distinct indices (one per "
+                            f"keypoint), got {list(marks)}")
     return config
 
 

@@ -371,6 +371,16 @@ def equivariance_losses(kp: Keypoints, kp_warped: Keypoints, transform: Transfor
     return value, (eye - product).abs().mean()
 
 
+# ---- landmark prior ---------------------------------------------------------------------------------
+def landmark_prior_loss(keypoints: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """mean |k − l| between keypoints (B, K, 2) and their landmark targets (B, K, 2) in the same [-1, 1]
+    coordinates, over the targets that exist (NaN: no face in that frame); 0 (with a graph) without any."""
+    valid = torch.isfinite(landmarks)
+    if not bool(valid.any()):
+        return keypoints.sum() * 0.0
+    return (keypoints.float() - torch.nan_to_num(landmarks.float())).abs()[valid].mean()
+
+
 # ---- LSGAN ------------------------------------------------------------------------------------------
 def lsgan_generator_loss(fake_predictions: Sequence[torch.Tensor]) -> torch.Tensor:
     """Σ over discriminators/scales of mean (1 − D(ŷ))²."""
