@@ -102,3 +102,22 @@ def test_comparison_table_of_the_variants(tmp_path):
     assert labels == [f"{c}: {v}" for c in ("clip_a", "clip_b")
                       for v in ("avct", "static render", "static photo", "real clip")]
     assert set(EVALUATIONS) == set(scores)
+
+
+def test_reenactment_with_the_clip_itself(heldout):
+    """Driven by its own first frame the renderer draws its still picture; then one frame per driving
+    frame, each moved by that frame's keypoints (relative to the first). Bundled weights: a real renderer."""
+    from avct.default_weights import default_weights_dir
+    from avct.pipeline import Pipeline, load_reference
+
+    pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=2)
+    frames = np.load(Path(heldout[0]) / "clips" / "obama_00" / "frames.npy")
+    reference = load_reference(np.ascontiguousarray(frames[0]), crop=False)
+    driven = list(pipeline.reenact(reference, (f for f in frames[[0, 0, 5, 11, 0]])))   # a lazy stream, 3 batches
+    assert len(driven) == 5 and driven[0].shape == (256, 256, 3) and driven[0].dtype == np.uint8
+    still = pipeline.still_frame(reference)
+    for i in (0, 1, 4):   # frame 0 again: the keypoints equal the initial ones, nothing moves
+        assert np.abs(driven[i].astype(int) - still.astype(int)).max() <= 1
+    moved = np.abs(driven[3].astype(int) - still.astype(int)).mean()
+    assert moved > 0.5, moved   # frame 11: its own keypoints, another picture
+    assert _psnr(driven[3], frames[11]) > _psnr(still, frames[11])   # ... closer to the real frame 11
