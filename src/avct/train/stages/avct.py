@@ -241,8 +241,7 @@ class AvctStage(Stage):
             self.seq_pyramid = ImagePyramid(d.scales)
         self.perceptual = None
         if w.perceptual > 0 and any(w.perceptual_layers):
-            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg),
-                                                    cfg.scales, w.perceptual_layers)
+            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg), cfg.scales, w.perceptual_layers)
         self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
         # keypoint-only training (no image loss) skips the renderer entirely
         self.render = any(x is not None for x in (self.perceptual, self.pixel, self.syncnet)) or (

@@ -101,7 +101,8 @@ class FramePairs(torch.utils.data.Dataset):
         if aug is not None:
             if aug.flip_time and np.random.rand() < 0.5:
                 pair = pair[::-1]
-                marks = marks[::-1] if marks is not None else None
+                if marks is not None:
+                    marks = marks[::-1]
             if aug.flip_horizontal and np.random.rand() < 0.5:
                 pair = pair[..., ::-1]
                 if marks is not None:
@@ -146,8 +147,7 @@ class RendererStage(Stage):
             self.disc_pyramid = ImagePyramid(d.scales)
         self.perceptual = None
         if any(w.perceptual):
-            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg),
-                                                    cfg.scales, w.perceptual)
+            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg), cfg.scales, w.perceptual)
         self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
         self.landmark_prior = cfg.landmark_prior if cfg.landmark_prior.weight > 0 else None
 
