@@ -12,10 +12,11 @@ in batches. ``frames()`` is a generator, so the video writer consumes frames as 
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -267,6 +268,21 @@ class Pipeline:
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options)
         yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk))
 
+    def reenact(self, reference: Reference, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The reference moved as a video moves, (256, 256, 3) uint8 frames, one per driving frame (256² RGB
+        uint8): the keypoint detector on each driving frame, transferred relative to the first (Eq. 3).
+        With a video's own first frame as the reference this is the renderer's reconstruction of the video,
+        the best any motion model can get out of this renderer (``scripts/lip_reconstruction.py``)."""
+        with torch.inference_mode():
+            kp_src, _, source = self._encode_reference(reference)
+            kp_initial = None
+            for chunk in _chunks(driving, self.batch_size):
+                images = torch.cat([to_tensor(np.ascontiguousarray(f)) for f in chunk]).to(self.device, torch.float32)
+                kp_drv = self.models.keypoint_detector(images).to(torch.float32)
+                if kp_initial is None:
+                    kp_initial = kp_drv[0:1]
+                yield from self._to_uint8(self._render_batch(source, kp_src, relative_motion(kp_src, kp_drv, kp_initial))["prediction"])
+
     # ---- one call --------------------------------------------------------------------------------
     def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
                     audio_path: str | os.PathLike | None, *, options: GenerateOptions | None = None,
@@ -302,3 +318,10 @@ class Pipeline:
         speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript)
         return self.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                 progress=progress)
+
+
+def _chunks(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive lists of ``size`` items (the last one shorter), consuming the iterable lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

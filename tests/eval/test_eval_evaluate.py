@@ -54,6 +54,10 @@ def test_real_clips_against_themselves(data, tmp_path, capsys):
     assert summary["avoff"] is None and summary["avconf"] is None
     assert 0.1 < summary["cpbd"] < 0.6
     assert summary["reference"]["cpbd"] == summary["cpbd"]
+    # the lip curves of a video against itself: in time (r 1), as wide (amp 1), as sharp (1)
+    assert summary["lip_r"] == pytest.approx(1.0, abs=1e-12) and summary["lip_amp"] == pytest.approx(1.0, abs=1e-12)
+    assert summary["sharpness"] == pytest.approx(1.0, abs=1e-12) and summary["silence_gap"] in (None, 0.0)
+    assert summary["frames"]["lip"] == 13
     assert summary["frames"]["fid_generated"] == summary["frames"]["fid_reference"] == 13  # 6 + 7 frames
     assert summary["frames"]["lmd"] == 13
 
@@ -63,10 +67,14 @@ def test_real_clips_against_themselves(data, tmp_path, capsys):
     for r in rows:
         assert float(r["lmd"]) == 0.0 and float(r["fid_video"]) == pytest.approx(0.0, abs=1e-6)
         assert r["avoff"] == "" and r["avconf"] == ""
+        assert float(r["lip_r"]) == pytest.approx(1.0) and float(r["lip_amp"]) == pytest.approx(1.0)
+        assert float(r["sharpness"]) == pytest.approx(1.0)
         assert int(r["frames_generated"]) in (108, 112)
     md = (out / "summary.md").read_text()
     assert "| Ground Truth |" in md and "FID↓" in md and "AVConf↑" in md and "—" in md
+    assert "lip r↑" in md and "sharpness(→1)" in md
     assert (out / "per_frame.png").stat().st_size > 1000
+    assert (out / "lip_aperture.png").stat().st_size > 1000
     assert not (out / "sync_confidence.png").exists()
 
 

@@ -70,3 +70,55 @@ def test_still_frame_is_the_first_generated_frame(heldout, pipeline):
     speech = Speech(np.load(clip / "features.npy"), np.load(clip / "phoneme_ids.npy"))
     first = next(pipeline.frames(reference, speech, options=GenerateOptions(render="classic")))
     assert np.abs(first.astype(int) - pipeline.still_frame(reference).astype(int)).max() <= 1
+
+
+
+def test_comparison_table_of_the_variants(tmp_path):
+    """The three evaluations side by side with the real clips, averaged and per clip (known numbers in
+    the files `avct evaluate` writes: per_video.csv per evaluation, the summaries it returns)."""
+    from avct.eval.heldout import EVALUATIONS, REAL_LABEL, comparison_markdown
+    from avct.eval.report import write_csv
+
+    scores = {"model": (0.31, 0.42), "rendered_static": (0.0, 0.0), "static": (0.0, 0.0)}
+    summaries = {}
+    for k, (name, (r, amp)) in enumerate(scores.items()):
+        rows = [{"name": clip, "fid_video": 50.0 + k + c, "cpbd": 0.1, "cpbd_reference": 0.2 + c / 10, "lmd": 0.05,
+                 "lip_r": r, "lip_amp": amp, "silence_gap": None, "sharpness": 0.5, "avoff": None, "avconf": None,
+                 "avoff_reference": 1.0, "avconf_reference": 2.5}
+                for c, clip in enumerate(("clip_a", "clip_b"))]
+        (tmp_path / name).mkdir()
+        write_csv(tmp_path / name / "per_video.csv", rows)
+        summaries[name] = {"fid": 40.0 + k, "cpbd": 0.1, "lmd": 0.05, "lip_r": r, "lip_amp": amp,
+                           "silence_gap": None, "sharpness": 0.5, "avoff": None, "avconf": None,
+                           "reference": {"cpbd": 0.25, "avoff": 1.0, "avconf": 2.5}}
+    table = comparison_markdown(summaries, tmp_path, "no SyncNet")
+    assert "AVOff / AVConf: no SyncNet." in table and "lip r↑" in table
+    averaged, per_clip = table.split("## Per clip")
+    assert "| avct (the model) | 40.000 | 0.100 | 0.050 | 0.31 | 0.42 | — | 0.50 | — | — |" in averaged
+    assert "| static photo (first frame repeated) | 42.000 |" in averaged
+    assert f"| {REAL_LABEL} | 0.000 | 0.250 | 0.000 | 1.00 | 1.00 | 0.000 | 1.00 | 1.00 | 2.50 |" in averaged
+    assert "| clip_b: static render | 52.000 | 0.100 | 0.050 | 0.00 | 0.00 | — | 0.50 |" in per_clip
+    assert "| clip_b: real clip | 0.000 | 0.300 | 0.000 | 1.00 | 1.00 | 0.000 | 1.00 | 1.00 | 2.50 |" in per_clip
+    labels = [line.split("|")[1].strip() for line in per_clip.splitlines() if line.startswith("| clip_")]
+    assert labels == [f"{c}: {v}" for c in ("clip_a", "clip_b")
+                      for v in ("avct", "static render", "static photo", "real clip")]
+    assert set(EVALUATIONS) == set(scores)
+
+
+def test_reenactment_with_the_clip_itself(heldout):
+    """Driven by its own first frame the renderer draws its still picture; then one frame per driving
+    frame, each moved by that frame's keypoints (relative to the first). Bundled weights: a real renderer."""
+    from avct.default_weights import default_weights_dir
+    from avct.pipeline import Pipeline, load_reference
+
+    pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=2)
+    frames = np.load(Path(heldout[0]) / "clips" / "obama_00" / "frames.npy")
+    reference = load_reference(np.ascontiguousarray(frames[0]), crop=False)
+    driven = list(pipeline.reenact(reference, (f for f in frames[[0, 0, 5, 11, 0]])))   # a lazy stream, 3 batches
+    assert len(driven) == 5 and driven[0].shape == (256, 256, 3) and driven[0].dtype == np.uint8
+    still = pipeline.still_frame(reference)
+    for i in (0, 1, 4):   # frame 0 again: the keypoints equal the initial ones, nothing moves
+        assert np.abs(driven[i].astype(int) - still.astype(int)).max() <= 1
+    moved = np.abs(driven[3].astype(int) - still.astype(int)).mean()
+    assert moved > 0.5, moved   # frame 11: its own keypoints, another picture
+    assert _psnr(driven[3], frames[11]) > _psnr(still, frames[11])   # ... closer to the real frame 11

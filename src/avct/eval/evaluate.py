@@ -1,12 +1,16 @@
-"""``avct evaluate``: the paper's Table-1 metrics (FID, CPBD, LMD, AVOff, AVConf) as one command.
+"""``avct evaluate``: the paper's Table-1 metrics (FID, CPBD, LMD, AVOff, AVConf) as one command, plus the
+lip-motion statistics of :mod:`.lips` (lip r, amplitude ratio, silence gap) and the face-sharpness ratio.
 
 Generated and reference videos are paired by file name (stem). Each video is decoded once for FID
 features, CPBD and landmarks (and face boxes); a second decode cuts the SyncNet face crops when SyncNet
 weights are given. Without weights, AVOff/AVConf are reported as null — never estimated.
 
 Aggregation, as in the papers: FID over the pooled frames of all generated vs all reference videos;
-CPBD and LMD averaged over all evaluated frames; AVOff/AVConf/LSE-D averaged over videos. The "Ground
-Truth" row scores the reference videos themselves (FID and LMD 0 by definition).
+CPBD and LMD averaged over all evaluated frames; AVOff/AVConf/LSE-D averaged over videos. The lip
+statistics and the sharpness ratio are computed per video on the LMD frames (every ``--every``-th
+generated frame and the reference frame shown at its time, so their curves come from the landmarks LMD
+already found) and averaged over videos. The "Ground Truth" row scores the reference videos themselves
+(FID and LMD 0, lip r, amplitude and sharpness ratio 1, silence gap 0 by definition).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..errors import AvctError
 from . import report
 from .cpbd import cpbd_rgb
 from .fid import FeatureStats, InceptionFeatures, fid_from_features
+from .lips import LipStats, aperture_curve, face_sharpness, lip_statistics, sharpness_ratio, silent_frames
 from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
@@ -90,12 +95,14 @@ class VideoAnalysis:
 
     path: Path
     fps: float
+    has_audio: bool = False
     frames: int = 0
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 2048)))
     cpbd: list[tuple[int, float]] = field(default_factory=list)
     landmarks: dict[int, np.ndarray | None] = field(default_factory=dict)
     boxes: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
     face_landmarks: dict[int, np.ndarray] = field(default_factory=dict)  # where boxes were detected
+    sharpness: dict[int, float] = field(default_factory=dict)  # face-box Laplacian variance, LMD frames
     sync: SyncResult | None = None
     sync_note: str | None = None
 
@@ -126,7 +133,7 @@ def _analyse(path: Path, ctx: _Context, lmd_frames: Callable[[int], bool]) -> Vi
     from ..video import probe_video, read_video
 
     info = probe_video(path)
-    result = VideoAnalysis(path=path, fps=info.fps)
+    result = VideoAnalysis(path=path, fps=info.fps, has_audio=info.has_audio)
     want_boxes = ctx.embedder is not None
     batch: list[np.ndarray] = []
     feats: list[np.ndarray] = []
@@ -143,6 +150,8 @@ def _analyse(path: Path, ctx: _Context, lmd_frames: Callable[[int], bool]) -> Vi
             faces = detect_faces(frame)
             if need_lm:
                 result.landmarks[i] = faces[0].landmarks if faces else None
+                if faces:
+                    result.sharpness[i] = face_sharpness(frame, faces[0].box)
             if faces and want_boxes:
                 result.boxes[i] = faces[0].box
                 result.face_landmarks[i] = faces[0].landmarks
@@ -195,6 +204,32 @@ def _sync(result: VideoAnalysis, ctx: _Context, has_audio: bool) -> None:
         result.sync_note = "too short for SyncNet (needs > 5 frames of video and audio)"
     elif len(index) / SYNC_FPS < MIN_SYNC_SECONDS:
         result.sync_note = f"shorter than {MIN_SYNC_SECONDS:.0f} s: SyncNet scores are noisy"
+
+
+def _lip_scores(gen: VideoAnalysis, ref: VideoAnalysis,
+                frame_pairs: list[tuple[int, int]]) -> tuple[LipStats, float | None, dict[str, Any]]:
+    """Lip statistics, sharpness ratio and the aperture curves (for the plot) of one video pair.
+
+    Silence comes from the reference's audio track (the generated one's when the reference has none),
+    at the generated frame times."""
+    from ..audio.decode import load_audio
+
+    gen_curve = aperture_curve([gen.landmarks.get(i) for i, _ in frame_pairs])
+    real_curve = aperture_curve([ref.landmarks.get(j) for _, j in frame_pairs])
+    silent = None
+    for a in (ref, gen):
+        if a.has_audio and frame_pairs:
+            try:
+                audio = load_audio(a.path)
+            except AvctError:
+                continue
+            silent = silent_frames(audio.samples, audio.sample_rate, gen.frames, gen.fps)[[i for i, _ in frame_pairs]]
+            break
+    stats = lip_statistics(gen_curve, real_curve, silent)
+    sharp = sharpness_ratio([gen.sharpness.get(i, math.nan) for i, _ in frame_pairs],
+                            [ref.sharpness.get(j, math.nan) for _, j in frame_pairs])
+    series = {"frames": [i for i, _ in frame_pairs], "generated": gen_curve, "real": real_curve}
+    return stats, sharp, series
 
 
 # ---- the whole evaluation ----------------------------------------------------------------------
@@ -264,7 +299,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
     all_cpbd: list[float] = []
     all_cpbd_ref: list[float] = []
     all_lmd: list[float] = []
-    sync_clips = 0
+    sync_clips = lip_pairs = silent_pairs = 0
     try:
         for name, gpath, rpath in pairs:
             gi, ri = infos[name]
@@ -279,6 +314,9 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
             lmd_pairs = [(i, j) for i, j in frame_pairs
                          if gen.landmarks.get(i) is not None and ref.landmarks.get(j) is not None]
             lmd_values = video_lmd(gen.landmarks, ref.landmarks, lmd_pairs)
+            lips, sharpness, aperture_series = _lip_scores(gen, ref, frame_pairs)
+            lip_pairs += lips.pairs
+            silent_pairs += lips.silent_pairs
             gen_stats.add(gen.features)
             ref_stats.add(ref.features)
             all_cpbd += [v for _, v in gen.cpbd]
@@ -301,6 +339,8 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
                 "fid_video": fid_from_features(gen.features, ref.features),
                 "cpbd": gen.cpbd_mean, "cpbd_reference": ref.cpbd_mean,
                 "lmd": float(np.mean(lmd_values)) if lmd_values else None, "lmd_frames": len(lmd_values),
+                "lip_r": lips.r, "lip_amp": lips.amplitude, "silence_gap": lips.silence_gap,
+                "sharpness": sharpness,
                 "avoff": gen.sync.offset if gen.sync else None,
                 "avconf": gen.sync.confidence if gen.sync else None,
                 "lse_d": gen.sync.min_dist if gen.sync else None,
@@ -313,6 +353,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
                 "name": name,
                 "lmd_series": [(i, v) for (i, _), v in zip(lmd_pairs, lmd_values)],
                 "cpbd_series": gen.cpbd,
+                "aperture_series": aperture_series,
                 "sync_conf": gen.sync.frame_conf if gen.sync else None,
                 "avoff": gen.sync.offset if gen.sync else None,
             })
@@ -324,6 +365,12 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
         notes.append("FID not computed: it needs at least 2 frames on each side.")
     if not all_lmd:
         notes.append("LMD not computed: no frame pair with a face in both videos.")
+    if not any(r["lip_r"] is not None for r in rows):
+        notes.append("lip r / amplitude not computed: fewer than 3 frame pairs with a face in both videos, "
+                      "or the reference mouth never moves.")
+    if not any(r["silence_gap"] is not None for r in rows):
+        notes.append("silence gap not computed: no silent frame (a pause of >= 120 ms, 20 dB below the "
+                     "speech level) with a face in both videos.")
     synced = [r for r in rows if r["avoff"] is not None]
     if embedder is not None and not synced:
         notes.append("AVOff/AVConf not computed: no video could be scored by SyncNet (see the per-video notes).")
@@ -334,8 +381,13 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
         "avoff": _mean(r["avoff"] for r in rows),
         "avconf": _mean(r["avconf"] for r in rows),
         "lse_d": _mean(r["lse_d"] for r in rows),
+        "lip_r": _mean(r["lip_r"] for r in rows),
+        "lip_amp": _mean(r["lip_amp"] for r in rows),
+        "silence_gap": _mean(r["silence_gap"] for r in rows),
+        "sharpness": _mean(r["sharpness"] for r in rows),
         "reference": {
             "fid": 0.0, "cpbd": _mean(all_cpbd_ref), "lmd": 0.0,
+            "lip_r": 1.0, "lip_amp": 1.0, "silence_gap": 0.0, "sharpness": 1.0,
             "avoff": _mean(r["avoff_reference"] for r in rows),
             "avconf": _mean(r["avconf_reference"] for r in rows),
             "lse_d": _mean(r["lse_d_reference"] for r in rows),
@@ -344,7 +396,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
         "frames": {"generated": sum(r["frames_generated"] for r in rows),
                    "reference": sum(r["frames_reference"] for r in rows),
                    "fid_generated": gen_stats.n, "fid_reference": ref_stats.n, "cpbd": len(all_cpbd),
-                   "lmd": len(all_lmd), "sync": sync_clips},
+                   "lmd": len(all_lmd), "lip": lip_pairs, "silent": silent_pairs, "sync": sync_clips},
         "syncnet": syncnet_name,
         "settings": {"frame_step": frame_step, "detect_every": detect_every, "device": str(dev)},
         "notes": notes,

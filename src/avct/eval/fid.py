@@ -175,6 +175,17 @@ class _BlockE(nn.Module):  # Mixed_7b (average pool) / Mixed_7c (max pool: a qui
                           self.tower_1_mixed_conv(b), self.tower_1_mixed_conv_1(b), self.tower_2_conv(pooled)], 1)
 
 
+# The network as five stages, each ending at a new resolution (~1/2, 1/4, 1/8, 1/16, 1/32 of the input):
+# (3x3/2 max pool first?, layers). The perceptual loss (avct.train.losses) compares the stage outputs.
+STAGES: tuple[tuple[bool, tuple[str, ...]], ...] = (
+    (False, ("conv", "conv_1", "conv_2")),                                   # Conv2d_1a..2b, 64 ch
+    (True, ("conv_3", "conv_4")),                                            # Conv2d_3b, 4a, 192 ch
+    (True, ("mixed", "mixed_1", "mixed_2")),                                 # Mixed_5b..5d, 288 ch
+    (False, ("mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7")),        # Mixed_6a..6e, 768 ch
+    (False, ("mixed_8", "mixed_9", "mixed_10")),                             # Mixed_7a..7c, 2048 ch
+)
+
+
 class _Layers(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -195,12 +206,18 @@ class _Layers(nn.Module):
         self.mixed_9 = _BlockE(1280, max_pool=False)
         self.mixed_10 = _BlockE(2048, max_pool=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(self.conv_2(self.conv_1(self.conv(x))), 3, 2)
-        x = F.max_pool2d(self.conv_4(self.conv_3(x)), 3, 2)
-        for name in ("mixed", "mixed_1", "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7",
-                     "mixed_8", "mixed_9", "mixed_10"):
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``index`` of :data:`STAGES` applied to the previous stage's output (or the input)."""
+        pool, names = STAGES[index]
+        if pool:
+            x = F.max_pool2d(x, 3, 2)
+        for name in names:
             x = getattr(self, name)(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for index in range(len(STAGES)):
+            x = self.stage(index, x)
         return x
 
 

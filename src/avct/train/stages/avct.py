@@ -60,7 +60,7 @@ from ...models.motion import relative_motion
 from ...models.renderer import SourceEncoding
 from ..config import AvctTrainConfig
 from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Transform, equivariance_losses,
-                      load_vgg19, lsgan_discriminator_loss, lsgan_generator_loss)
+                      lsgan_discriminator_loss, lsgan_generator_loss, perceptual_network)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, clean_starts, frames_chw, read_clips
 
@@ -241,8 +241,7 @@ class AvctStage(Stage):
             self.seq_pyramid = ImagePyramid(d.scales)
         self.perceptual = None
         if w.perceptual > 0 and any(w.perceptual_layers):
-            self.perceptual = PerceptualPyramidLoss(load_vgg19(cfg.vgg_weights or None, cfg.vgg_fallback),
-                                                    cfg.scales, w.perceptual_layers)
+            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg), cfg.scales, w.perceptual_layers)
         self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
         # keypoint-only training (no image loss) skips the renderer entirely
         self.render = any(x is not None for x in (self.perceptual, self.pixel, self.syncnet)) or (

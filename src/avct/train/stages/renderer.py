@@ -3,10 +3,12 @@
 An item is a (source, driving) pair of frames of one clip; the detector finds keypoints on both and the
 generator redraws the driving frame from the source and the two keypoint sets. Losses:
 
-    L = Σ_s Σ_l w_l·mean|φ_l(ŷ_s) − φ_l(y_s)|                     perceptual pyramid (VGG-19)
+    L = Σ_s Σ_l w_l·mean|φ_l(ŷ_s) − φ_l(y_s)|                     perceptual pyramid (VGG-19 or Inception-v3)
       [+ λ_pix·Σ_s mean|ŷ_s − y_s|]                                    pixel pyramid (pixel > 0; not FOMM)
       + λ_val·mean|k_drv − T(k')| + λ_jac·mean|I − J_drv⁻¹·∇T·J'|    equivariance, k', J' = E_kd(T(driving))
       [+ λ_gan·Σ mean(1 − D(ŷ))² + Σ_i w_i·mean|D_i(y) − D_i(ŷ)|]     LSGAN + feature matching (generator_gan > 0)
+      [+ λ_lm·mean|k_m − l_m|]       landmark prior: keypoints 0..K_m−1 of source and driving on their
+                                      frames' dlib mouth landmarks (landmark_prior.weight > 0; not FOMM)
 
 with Adam(lr 2e-4, betas (0.5, 0.999)) per network and MultiStepLR decays. The detector runs once on
 [source, driving, warped driving] (one forward per step, as DDP needs); a GAN step calls the
@@ -27,11 +29,13 @@ from torch import nn
 from ...checkpoints import AvctModels, load_models, load_state_checked, save_models
 from ...errors import AvctError
 from ...models.discriminators import MultiScaleDiscriminator
-from ...models.keypoints import KeypointDetector, Keypoints
+from ...face.head_pose import MIRROR_INDEX
+from ...models.keypoints import KeypointDetector, Keypoints, pixels_to_keypoint_space
 from ...models.renderer import OcclusionAwareGenerator
 from ..config import AugmentationConfig, RendererTrainConfig
-from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Transform, equivariance_losses, feature_matching_loss,
-                      load_vgg19, lsgan_discriminator_loss, lsgan_generator_loss)
+from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Transform, equivariance_losses,
+                      feature_matching_loss, landmark_prior_loss, lsgan_discriminator_loss, lsgan_generator_loss,
+                      perceptual_network)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, frames_chw, read_clips
 
@@ -68,13 +72,18 @@ class FramePairs(torch.utils.data.Dataset):
     """Every usable frame of every clip once per epoch as the *driving* frame, with a random *source*
     frame of the same clip (FOMM samples two random frames of one video).
 
-    Item: source, driving (3, 256, 256) float32 in [0, 1]."""
+    Item: source, driving (3, 256, 256) float32 in [0, 1]; with ``landmarks`` (dlib indices, for the
+    landmark prior) also source_landmarks, driving_landmarks (K_m, 2) float32 in the keypoints' [-1, 1]
+    coordinates (NaN where the face was lost), flipped with the frames (a horizontal flip mirrors the
+    points and swaps left and right landmarks, so index 48 stays the mouth corner on the image's left)."""
 
-    def __init__(self, data_dir: Path, augmentation: AugmentationConfig | None = None):
+    def __init__(self, data_dir: Path, augmentation: AugmentationConfig | None = None,
+                 landmarks: tuple[int, ...] = ()):
         self.clips: list[ClipArrays] = [c for c in read_clips(data_dir) if c.num_frames >= 2]
         if not self.clips:
             raise AvctError(f"no clip in {data_dir} has 2 or more frames")
         self.augmentation = augmentation
+        self.landmarks = np.asarray(landmarks, dtype=np.int64)
         self.offsets = np.cumsum([0] + [c.num_frames for c in self.clips])
 
     def __len__(self) -> int:
@@ -85,17 +94,29 @@ class FramePairs(torch.utils.data.Dataset):
         clip, driving = self.clips[c], index - int(self.offsets[c])
         source = int(np.random.randint(clip.num_frames - 1))
         source += source >= driving                                               # any frame but the driving one
-        pair = frames_chw(clip, np.array([source, driving])).astype(np.float32) / 255.0   # (2, 3, H, W)
+        index = np.array([source, driving])
+        pair = frames_chw(clip, index).astype(np.float32) / 255.0                 # (2, 3, H, W)
+        marks = np.array(clip.landmarks[index], dtype=np.float64) if len(self.landmarks) else None  # (2, 68, 2) px
         aug = self.augmentation
         if aug is not None:
             if aug.flip_time and np.random.rand() < 0.5:
                 pair = pair[::-1]
+                if marks is not None:
+                    marks = marks[::-1]
             if aug.flip_horizontal and np.random.rand() < 0.5:
                 pair = pair[..., ::-1]
+                if marks is not None:
+                    marks = marks[:, MIRROR_INDEX]
+                    marks[..., 0] = (pair.shape[-1] - 1) - marks[..., 0]
             if aug.jitter > 0:
                 pair = np.moveaxis(color_jitter(np.moveaxis(pair, 1, -1), aug.jitter), -1, 1)
         pair = torch.from_numpy(np.ascontiguousarray(pair))
-        return {"source": pair[0], "driving": pair[1]}
+        item = {"source": pair[0], "driving": pair[1]}
+        if marks is not None:
+            h, w = pair.shape[-2:]
+            chosen = torch.from_numpy(pixels_to_keypoint_space(marks[:, self.landmarks], w, h).astype(np.float32))
+            item["source_landmarks"], item["driving_landmarks"] = chosen[0], chosen[1]
+        return item
 
 
 # ---- stage ---------------------------------------------------------------------------------------------
@@ -126,9 +147,9 @@ class RendererStage(Stage):
             self.disc_pyramid = ImagePyramid(d.scales)
         self.perceptual = None
         if any(w.perceptual):
-            self.perceptual = PerceptualPyramidLoss(load_vgg19(cfg.vgg_weights or None, cfg.vgg_fallback),
-                                                    cfg.scales, w.perceptual)
+            self.perceptual = PerceptualPyramidLoss(perceptual_network(cfg), cfg.scales, w.perceptual)
         self.pixel = PixelPyramidLoss(cfg.scales, w.pixel) if w.pixel > 0 else None
+        self.landmark_prior = cfg.landmark_prior if cfg.landmark_prior.weight > 0 else None
 
     def _load_init(self, path: Path) -> None:
         models = load_models(path)
@@ -166,7 +187,8 @@ class RendererStage(Stage):
     def dataset(self) -> torch.utils.data.Dataset:
         if self.ctx.data_dir is None:
             raise AvctError("the renderer stage needs a dataset (--data)")
-        return FramePairs(self.ctx.data_dir, self.config.augmentation)
+        marks = self.landmark_prior.landmarks if self.landmark_prior is not None else ()
+        return FramePairs(self.ctx.data_dir, self.config.augmentation, marks)
 
     def train_step(self, batch: dict[str, torch.Tensor], modules: dict[str, nn.Module],
                    optimizers: dict[str, torch.optim.Optimizer], amp: AmpContext) -> StepOutput:
@@ -196,6 +218,8 @@ class RendererStage(Stage):
                 if any(w.feature_matching):
                     parts["feature_matching"] = sum(feature_matching_loss(r, f, w.feature_matching)
                                                     for r, f in zip(real.feature_maps, fake.feature_maps))
+            if self.landmark_prior is not None:
+                parts["landmark_prior"] = self.landmark_prior.weight * self._landmark_term(batch, kp_source, kp_driving)
             if self.use_equivariance:
                 value, jacobian = equivariance_losses(kp_driving, kp_all[2 * b:], transform)
                 if w.equivariance_value:
@@ -217,6 +241,13 @@ class RendererStage(Stage):
             amp.step(optimizers["discriminator"])
             scalars["discriminator_gan"] = float(d_loss.detach())
         return StepOutput(float(total.detach()), scalars)
+
+    def _landmark_term(self, batch: dict[str, torch.Tensor], kp_source: Keypoints, kp_driving: Keypoints) -> torch.Tensor:
+        """Unweighted landmark prior: keypoints 0..K_m−1 of both frames against their landmarks."""
+        k = len(self.landmark_prior.landmarks)
+        value = torch.cat([kp_source.value[:, :k], kp_driving.value[:, :k]])
+        target = torch.cat([batch["source_landmarks"], batch["driving_landmarks"]]).to(value.device)
+        return landmark_prior_loss(value, target)
 
     def _discriminate(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, kp: Keypoints):
         """One discriminator call on [real; fake] at every scale (keypoints detached, as FOMM)."""

@@ -1,0 +1,122 @@
+"""Lip reconstruction: can a renderer open and close the mouth of people it never saw, and does the model?
+
+    .venv/bin/python scripts/lip_reconstruction.py VIDEO... --out DIR [--checkpoint W] [--audio]
+    .venv/bin/python scripts/lip_reconstruction.py --data HELDOUT_DATASET --out DIR [--checkpoint W] [--audio]
+
+Videos are first prepared by `avct preprocess --no-phonemes` into DIR/data (the fixed 256² face crop at
+25 fps that training and the held-out protocol use). For every clip, against its real frames:
+
+  reconstruction  the renderer draws the clip's first frame moved by the keypoints its own detector finds
+                  on every real frame, relative to the first (`Pipeline.reenact`): the best any motion model
+                  can get out of this keypoint detector + renderer. How every new renderer is judged.
+  audio           (--audio) the whole model from frame 0 + the clip's audio (`avct generate --no-crop`).
+
+Scores (avct.eval.lips): lip r (correlation of the inner-lip aperture with the real one), lip amp (std
+ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio).
+Writes DIR/lip_reconstruction.md and .json, and the videos DIR/videos/<mode>/<clip>.mp4 (with the audio).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _row(clip: str, mode: str, comparison) -> dict:
+    lips = comparison.lips
+    return {"clip": clip, "mode": mode, "frames": comparison.frames, "lip_r": lips.r, "lip_amp": lips.amplitude,
+            "silence_gap": lips.silence_gap, "silent_frames": lips.silent_pairs, "sharpness": comparison.sharpness}
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r[key] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _table(rows: list[dict], checkpoint: str) -> str:
+    from avct.eval.report import format_number
+
+    lines = ["# Lip reconstruction", "", f"Weights: {checkpoint}.", "",
+             "| clip | mode | frames | lip r↑ | lip amp(→1) | silence gap(→0) | silent frames | sharpness(→1) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    fmt = lambda r: (f"| {r['clip']} | {r['mode']} | {r['frames']} | {format_number(r['lip_r'], 2)} | "  # noqa: E731
+                     f"{format_number(r['lip_amp'], 2)} | {format_number(r['silence_gap'], 3)} | "
+                     f"{r['silent_frames']} | {format_number(r['sharpness'], 2)} |")
+    lines += [fmt(r) for r in rows]
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        mine = [r for r in rows if r["mode"] == mode]
+        lines.append(fmt({"clip": "**mean**", "mode": mode, "frames": sum(r["frames"] for r in mine),
+                          "silent_frames": sum(r["silent_frames"] for r in mine),
+                          **{k: _mean(mine, k) for k in ("lip_r", "lip_amp", "silence_gap", "sharpness")}}))
+    return "\n".join(lines + [""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("videos", nargs="*", help="real talking-head videos (prepared into OUT/data first)")
+    p.add_argument("--data", help="an already preprocessed dataset instead of videos")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--checkpoint", action="append", help="weights (default: the bundled ones); repeatable")
+    p.add_argument("--audio", action="store_true", help="also the audio-driven model (frame 0 + the clip's audio)")
+    p.add_argument("--max-seconds", type=float, help="only the first S seconds of every clip")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    if bool(args.videos) == bool(args.data):
+        p.error("give either videos or --data")
+
+    from avct.checkpoints import load_models, merge_models
+    from avct.data.dataset import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
+    from avct.default_weights import resolve_checkpoint
+    from avct.eval.heldout import write_wav
+    from avct.eval.lips import compare_measures, measure_frames
+    from avct.io_utils import atomic_write_text
+    from avct.pipeline import Pipeline, load_reference, load_speech
+    from avct.video import write_video
+
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    if args.videos:
+        from avct.data.preprocess import preprocess
+
+        preprocess(args.videos, data, phonemes="none", max_seconds=args.max_seconds, progress=False)
+    checkpoints = [str(resolve_checkpoint(c)) for c in args.checkpoint or [None]]
+    pipeline = Pipeline(merge_models([load_models(c) for c in checkpoints]), device=args.device)
+    dataset = TalkingHeadDataset(data)
+    rows: list[dict] = []
+    for i in range(len(dataset)):
+        clip = dataset.clip(i)
+        count = clip.usable_frames if args.max_seconds is None else min(clip.usable_frames, int(args.max_seconds * FPS))
+        real_frames = np.asarray(clip.frames[:count])
+        audio = np.asarray(clip.audio, dtype=np.float64)
+        samples = audio[: count * SAMPLES_PER_FRAME]          # the videos' audio: exactly their frames'
+        (out / "audio").mkdir(parents=True, exist_ok=True)
+        wav = write_wav(out / "audio" / f"{clip.name}.wav", samples)
+        # the last frame's features need 15 ms more (as the dataset keeps them)
+        speech_wav = write_wav(out / "audio" / f"{clip.name}.speech.wav", audio[: count * SAMPLES_PER_FRAME + 240])
+        real = measure_frames(real_frames, FPS)
+        reference = load_reference(np.ascontiguousarray(real_frames[0]), crop=False)
+        modes = {"reconstruction": lambda: pipeline.reenact(reference, real_frames)}
+        if args.audio:
+            modes["audio"] = lambda: pipeline.frames(reference, load_speech(speech_wav))
+        for mode, make in modes.items():
+            started = time.perf_counter()
+            frames = [f for _, f in zip(range(count), make())]
+            write_video(out / "videos" / mode / f"{clip.name}.mp4", frames, fps=FPS, audio_path=wav)
+            row = _row(clip.name, mode, compare_measures(measure_frames(frames, FPS), real, (samples, SAMPLE_RATE)))
+            rows.append(row)
+            print(f"{clip.name} {mode}: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
+                  f"sharpness {row['sharpness']} ({len(frames)} frames, {time.perf_counter() - started:.0f} s)",
+                  flush=True)
+    table = _table(rows, " + ".join(checkpoints))
+    atomic_write_text(out / "lip_reconstruction.md", table)
+    atomic_write_text(out / "lip_reconstruction.json", json.dumps({"checkpoints": checkpoints, "rows": rows}, indent=1))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
