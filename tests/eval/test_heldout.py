@@ -74,12 +74,12 @@ def test_still_frame_is_the_first_generated_frame(heldout, pipeline):
 
 
 def test_comparison_table_of_the_variants(tmp_path):
-    """The three evaluations side by side with the real clips, averaged and per clip (known numbers in
+    """The four evaluations side by side with the real clips, averaged and per clip (known numbers in
     the files `avct evaluate` writes: per_video.csv per evaluation, the summaries it returns)."""
     from avct.eval.heldout import EVALUATIONS, REAL_LABEL, comparison_markdown
     from avct.eval.report import write_csv
 
-    scores = {"model": (0.31, 0.42), "rendered_static": (0.0, 0.0), "static": (0.0, 0.0)}
+    scores = {"model": (0.31, 0.42), "classic": (0.2, 0.3), "rendered_static": (0.0, 0.0), "static": (0.0, 0.0)}
     summaries = {}
     for k, (name, (r, amp)) in enumerate(scores.items()):
         rows = [{"name": clip, "fid_video": 50.0 + k + c, "cpbd": 0.1, "cpbd_reference": 0.2 + c / 10, "lmd": 0.05,
@@ -94,14 +94,16 @@ def test_comparison_table_of_the_variants(tmp_path):
     table = comparison_markdown(summaries, tmp_path, "no SyncNet")
     assert "AVOff / AVConf: no SyncNet." in table and "lip r↑" in table
     averaged, per_clip = table.split("## Per clip")
-    assert "| avct (the model) | 40.000 | 0.100 | 0.050 | 0.31 | 0.42 | — | 0.50 | — | — |" in averaged
-    assert "| static photo (first frame repeated) | 42.000 |" in averaged
+    assert "| avct, sharp path (default) | 40.000 | 0.100 | 0.050 | 0.31 | 0.42 | — | 0.50 | — | — |" in averaged
+    assert "| avct, classic 256² renderer | 41.000 | 0.100 | 0.050 | 0.20 | 0.30 | — | 0.50 | — | — |" in averaged
+    assert "| static photo (first frame repeated) | 43.000 |" in averaged
     assert f"| {REAL_LABEL} | 0.000 | 0.250 | 0.000 | 1.00 | 1.00 | 0.000 | 1.00 | 1.00 | 2.50 |" in averaged
-    assert "| clip_b: static render | 52.000 | 0.100 | 0.050 | 0.00 | 0.00 | — | 0.50 |" in per_clip
+    assert "| clip_b: static render | 53.000 | 0.100 | 0.050 | 0.00 | 0.00 | — | 0.50 |" in per_clip
     assert "| clip_b: real clip | 0.000 | 0.300 | 0.000 | 1.00 | 1.00 | 0.000 | 1.00 | 1.00 | 2.50 |" in per_clip
     labels = [line.split("|")[1].strip() for line in per_clip.splitlines() if line.startswith("| clip_")]
     assert labels == [f"{c}: {v}" for c in ("clip_a", "clip_b")
-                      for v in ("avct", "static render", "static photo", "real clip")]
+                      for v in ("avct, sharp path", "avct, classic 256² renderer", "static render", "static photo",
+                                "real clip")]
     assert set(EVALUATIONS) == set(scores)
 
 
