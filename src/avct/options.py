@@ -111,6 +111,8 @@ class GenerateOptions:
             raise AvctError("size applies to crop_only output (the full photo keeps its own size, see max_size)")
         if self.render == "classic" and self.size not in (None, 256):
             raise AvctError("the classic renderer makes 256x256 frames only; use render sharp for other sizes")
+        if self.still and self.pose_from:
+            raise AvctError("still and pose_from exclude each other (one holds the head, the other moves it)")
         if self.extra:
             raise AvctError(f"unknown option(s): {', '.join(sorted(self.extra))}")
 
