@@ -128,6 +128,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="a manifest of image + audio rows -> one mp4 per row",
+                       description="Generate one video per row of a CSV or JSONL manifest (columns image, audio, "
+                                   "optional output and any generate option, e.g. still, pose_scale, face, "
+                                   "transcript) with the models loaded once. Rows whose output exists are "
+                                   "skipped, failed rows are reported and the run goes on (DIR/report.csv; "
+                                   "exit status 1 if any row failed). Under torchrun --nproc_per_node N each "
+                                   "process takes every N-th row and writes DIR/report.rank{RANK}.csv.")
+    p.add_argument("manifest", help="CSV (header row) or JSONL (.jsonl) file; paths relative to its folder")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    _add_model_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_batch)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import os
+
+    from .batch import process_share, read_manifest, run_batch
+
+    read_manifest(args.manifest)  # a bad manifest fails before the weights load
+    rank, world_size = process_share()
+    device = None
+    if args.device == "auto" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    report = run_batch(args.manifest, args.output, load_pipeline(args, device=device), rank=rank,
+                       world_size=world_size, progress=not args.quiet)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="official/FOMM checkpoints or training runs -> one avct weights folder",
                        description="Read official AVCT (generator.ckpt, audio2pose.ckpt), FOMM vox-256 checkpoints, "
@@ -217,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_evaluate_parser
     from .train.cli import add_train_parser
 
-    for add in (_add_generate, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser,
+    for add in (_add_generate, _add_batch, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser,
                 add_train_parser, add_evaluate_parser):
         add(sub)
     return parser
