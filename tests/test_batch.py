@@ -186,3 +186,17 @@ def test_unusable_manifest_is_one_line(content, message, tmp_path, capsys):
     assert main(["batch", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
     assert "manifest is a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_process_under_torchrun_exits_0_with_failed_rows(tmp_path, monkeypatch, capsys):
+    """torchrun stops every process when one exits non-zero, so a process of several reports its failed
+    rows and exits 0; alone, the same failure is exit status 1."""
+    manifest = _write_csv(tmp_path / "m.csv", [{"image": "missing.png", "audio": "x.wav"}] * 2)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert "avct: note: process 1 exits 0 although rows failed" in capsys.readouterr().err
+    assert [r["row"] for r in _report(tmp_path / "out" / "report.rank1.csv")] == ["2"]
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 1

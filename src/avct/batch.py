@@ -18,7 +18,8 @@ rewritten after each row.
 Several processes: under ``torchrun --nproc_per_node N -m avct batch ...`` (or any launcher that sets
 ``RANK`` and ``WORLD_SIZE``) process ``RANK`` takes the rows ``i % WORLD_SIZE == RANK`` (``i`` counting
 data rows from 0) and writes its own ``report.rank{RANK}.csv``; no process group is needed. Output
-names are planned over the whole manifest, so every process (and every rerun) agrees on them.
+names are planned over the whole manifest, so every process (and every rerun) agrees on them. (The CLI
+exits 0 in that case even when rows failed: torchrun stops all processes when one exits non-zero.)
 """
 from __future__ import annotations
 
@@ -223,7 +224,7 @@ def _inside(out_dir: Path, name: str) -> str:
     from .video import check_output_name
 
     path = Path(name)
-    if path.is_absolute() or ".." in path.parts or path.anchor:
+    if path.is_absolute() or ".." in path.parts:
         raise AvctError(f"output {name} must be a relative path inside the output folder (no '..', not absolute)")
     root = out_dir.resolve()
     if not (root / path).resolve().is_relative_to(root):  # e.g. through a symlinked sub-folder

@@ -135,7 +135,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                                    "transcript) with the models loaded once. Rows whose output exists are "
                                    "skipped, failed rows are reported and the run goes on (DIR/report.csv; "
                                    "exit status 1 if any row failed). Under torchrun --nproc_per_node N each "
-                                   "process takes every N-th row and writes DIR/report.rank{RANK}.csv.")
+                                   "process takes every N-th row, writes DIR/report.rank{RANK}.csv and exits 0 "
+                                   "(torchrun would stop the others on a non-zero exit); rerun without torchrun "
+                                   "to retry failed rows.")
     p.add_argument("manifest", help="CSV (header row) or JSONL (.jsonl) file; paths relative to its folder")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     _add_model_options(p)
@@ -159,6 +161,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     report = run_batch(args.manifest, args.output, load_pipeline(args, device=device), rank=rank,
                        world_size=world_size, progress=not args.quiet)
     print(report.summary())
+    if report.failed and world_size > 1:
+        # torchrun stops every process as soon as one exits non-zero: a failed row must not cost the others.
+        print(f"avct: note: process {rank} exits 0 although rows failed (see {report.report_path}); run the same "
+              "avct batch command again without torchrun to retry them and get the exit status", file=sys.stderr)
+        return 0
     return 1 if report.failed else 0
 
 

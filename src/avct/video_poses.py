@@ -24,6 +24,8 @@ def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) 
     path = Path(path)
     if path.is_dir():
         raise AvctError(f"pose video is a folder, not a file: {path}")
+    if not path.is_file():
+        raise AvctError(f"pose video not found: {path}")
     max_seconds = None if max_frames is None else max_frames / FPS
     try:
         info = probe_video(path)
