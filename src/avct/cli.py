@@ -6,26 +6,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import AvctError
-from .options import DEFAULT_MAX_SIZE, RENDER_MODES, GenerateOptions
+from .audio.transcript import read_transcript
+from .errors import AvctError, AvctNotice
+from .options import DEFAULT_MAX_SIZE, RENDER_MODES, parse_face
+
+if TYPE_CHECKING:
+    from .options import GenerateOptions
+    from .pipeline import Pipeline
+
+
+def _generate_description() -> str:
+    import textwrap
+
+    from .default_weights import MODEL_CARD
+
+    text = ("Animate the face in a photo with a speech recording. The output is a 25 fps H.264 + AAC mp4 of "
+            "the whole photo at its own resolution (long side capped by --max-size), the face animated by "
+            "warping the photo itself and pasted back (--crop-only: the animated face crop alone; --render "
+            "classic: the paper's 256x256 renderer output). Without "
+            "--checkpoint, the small demonstration weights bundled with avct are used (lips follow the "
+            "speech only faintly).")
+    card = f"What the bundled weights are and how they were trained (model card):\n  {MODEL_CARD}"
+    return f"{textwrap.fill(text, 79)}\n\n{card}"
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="image + speech -> talking-head mp4",
-                       description="Animate one face image with a speech recording (25 fps H.264 + AAC mp4). "
-                                   "The output is the whole photo at its own resolution (long side capped by "
-                                   "--max-size) with the face animated and pasted back; --crop-only gives the "
-                                   "face crop alone, --render classic the paper's 256x256 renderer output.")
+    p = sub.add_parser("generate", help="image + speech -> talking-head mp4", description=_generate_description(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", required=True, help="reference face image (any common format)")
     p.add_argument("--audio", required=True, help="speech (wav/flac/mp3/m4a/ogg or a video's audio track)")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--checkpoint", action="append",
-                   help="directory with the official generator.ckpt + audio2pose.ckpt, avct weights, or an "
-                        "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run). "
-                        "Default: the small weights bundled with avct (see their MODEL_CARD.md)")
     p.add_argument("--phonemes", help="phoneme timings in the official JSON format (else recognised offline)")
     p.add_argument("--transcript", help="what is said (text or a .txt file): far better phoneme alignment")
     p.add_argument("--pose", help="reference head pose Rx,Ry,Rz,Tx,Ty,Tz (rad, mm; OpenFace convention); "
@@ -42,60 +57,127 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="with --crop-only: crop side in pixels (default 256) or 'native' (the crop's own size)")
     p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
                    help=f"long side of the whole-photo output, larger photos are scaled down (default {DEFAULT_MAX_SIZE})")
+    p.add_argument("--face", help="which face of a photo with several: largest (default), center, or N "
+                                  "(0 = leftmost, counted from left to right)")
+    _add_motion_controls(p)
     p.add_argument("--frames", metavar="DIR", help="also write every frame as a lossless PNG into DIR")
+    _add_model_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options of the loaded models (one Pipeline serves many jobs), shared by generate and batch."""
+    p.add_argument("--checkpoint", action="append",
+                   help="directory with the official generator.ckpt + audio2pose.ckpt, avct weights, or an "
+                        "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run). "
+                        "Default: the small weights bundled with avct (see their MODEL_CARD.md)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="network precision (bf16 is fast on recent CPUs and GPUs; fp16 GPU only)")
     p.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the renderer (faster on GPUs; on CPUs on par with the eager fast path, measured)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (inference is deterministic anyway)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_generate)
 
 
-def read_transcript(value: str | None) -> str | None:
-    """--transcript takes text or the path of a text file."""
-    if value is None:
-        return None
-    path = Path(value)
-    if len(value) < 4096 and path.suffix.lower() in {".txt", ".lab", ".text"}:
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise AvctError(f"transcript file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise AvctError(f"cannot read transcript {path}: {e}") from None
-    return value
+def load_pipeline(args: argparse.Namespace, device: str | None = None) -> "Pipeline":
+    """The Pipeline of ``_add_model_options``' arguments (``device`` overrides ``--device``)."""
+    from .pipeline import Pipeline
+
+    return Pipeline.from_checkpoints(args.checkpoint, device=device or args.device, precision=args.precision,
+                                     batch_size=args.batch_size, compile=args.compile)
+
+
+def _add_motion_controls(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("motion controls", "change the predicted motion (README, Motion controls)")
+    g.add_argument("--still", action="store_true",
+                   help="no head motion: the photo's head pose is held, the lips move")
+    g.add_argument("--pose-scale", metavar="S",
+                   help="head motion amplitude about the photo's pose, 0..3 (0 = --still, default 1)")
+    g.add_argument("--pose-from", metavar="VIDEO",
+                   help="move the head like the person in VIDEO (its pose changes, looped to the speech)")
+    g.add_argument("--mouth-scale", metavar="S", help="lip motion amplitude, 0..3 (0 = silent lips, default 1)")
+
+
+def generate_options(args: argparse.Namespace) -> "GenerateOptions":
+    """The per-job options of ``generate``'s arguments, parsed and checked by GenerateOptions."""
+    from .options import GenerateOptions
+
+    return GenerateOptions.from_mapping({
+        "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
+        "crop": not args.no_crop, "face": args.face, "still": args.still, "pose_scale": args.pose_scale,
+        "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "render": args.render,
+        "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size})
+
+
+def require_file(what: str, path: str | Path | None) -> None:
+    """AvctError unless ``path`` (if given) is an existing file: says 'not found' or 'is a folder'."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise AvctError(f"{what} is a folder, not a file: {path}")
+    if not Path(path).is_file():
+        raise AvctError(f"{what} not found: {path}")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import torch
+    from .pipeline import load_job_reference, load_speech
+    from .video import check_output_name
 
-    from .pipeline import Pipeline, load_reference, load_speech
-
-    for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes)):
-        if path is not None and not Path(path).is_file():
-            raise AvctError(f"{what} not found: {path}")
-    if not args.output.lower().endswith((".mp4", ".m4v", ".mov")):
-        raise AvctError(f"output must be an .mp4 file, got {args.output}")
-    options = GenerateOptions(phonemes=args.phonemes, pose=args.pose, crop=not args.no_crop, render=args.render,
-                              crop_only=args.crop_only, size=args.size,
-                              max_size=args.max_size)
-    torch.manual_seed(args.seed)
+    for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes),
+                       ("pose video", args.pose_from)):
+        require_file(what, path)
+    check_output_name(args.output)
+    options = generate_options(args)
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
-    reference = load_reference(args.image, crop=options.crop, pose=options.pose)
-    from .checkpoints import load_models, merge_models
-    from .default_weights import resolve_checkpoint
-
-    models = merge_models([load_models(resolve_checkpoint(path)) for path in args.checkpoint or [None]])
-    pipeline = Pipeline(models, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                        compile=args.compile)
-    speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
-    out = pipeline.write_video(reference, speech, args.output, args.audio, options=options, frames_dir=args.frames,
-                               progress=not args.quiet)
+    reference = load_job_reference(args.image, options)
+    pipeline = load_pipeline(args)
+    speech = load_speech(args.audio, phonemes=options.phonemes, transcript=options.transcript)
+    out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
+                               progress=not args.quiet, options=options)
     print(out)
     return 0
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="a manifest of image + audio rows -> one mp4 per row",
+                       description="Generate one video per row of a CSV or JSONL manifest (columns image, audio, "
+                                   "optional output and any generate option, e.g. still, pose_scale, face, "
+                                   "transcript) with the models loaded once. Rows whose output exists are "
+                                   "skipped, failed rows are reported and the run goes on (DIR/report.csv; "
+                                   "exit status 1 if any row failed). Under torchrun --nproc_per_node N each "
+                                   "process takes every N-th row, writes DIR/report.rank{RANK}.csv and exits 0 "
+                                   "(torchrun would stop the others on a non-zero exit); rerun without torchrun "
+                                   "to retry failed rows.")
+    p.add_argument("manifest", help="CSV (header row) or JSONL (.jsonl) file; paths relative to its folder")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    _add_model_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_batch)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import os
+
+    from .batch import process_share, read_manifest, run_batch
+
+    read_manifest(args.manifest)  # a bad manifest fails before the weights load
+    rank, world_size = process_share()
+    device = None
+    if args.device == "auto" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    report = run_batch(args.manifest, args.output, load_pipeline(args, device=device), rank=rank,
+                       world_size=world_size, progress=not args.quiet)
+    print(report.summary())
+    if report.failed and world_size > 1:
+        # torchrun stops every process as soon as one exits non-zero: a failed row must not cost the others.
+        print(f"avct: note: process {rank} exits 0 although rows failed (see {report.report_path}); run the same "
+              "avct batch command again without torchrun to retry them and get the exit status", file=sys.stderr)
+        return 0
+    return 1 if report.failed else 0
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -156,14 +238,26 @@ def _add_pose(sub: argparse._SubParsersAction) -> None:
                                    "Rx,Ry,Rz,Tx,Ty,Tz (radians, mm; OpenFace convention).")
     p.add_argument("image")
     p.add_argument("--no-crop", action="store_true", help="the image is already a 256x256-style crop")
+    p.add_argument("--face", default="largest",
+                   help="which face of a photo with several: largest (default), center, or N (0 = leftmost)")
     p.set_defaults(func=cmd_pose)
 
 
 def cmd_pose(args: argparse.Namespace) -> int:
-    from .pipeline import load_reference
+    from .face.crop import crop_reference
+    from .face.head_pose import estimate_head_pose, format_pose, reference_pose
+    from .face.image import read_image, resize_256
+    from .face.landmarks import select_face
 
-    ref = load_reference(args.image, crop=not args.no_crop)
-    print(",".join(f"{v:.6g}" for v in ref.pose))
+    rgb = read_image(args.image)
+    if args.no_crop:
+        pose = reference_pose(resize_256(rgb), source_name=args.image)
+    else:
+        face = select_face(rgb, parse_face(args.face), source_name=args.image,
+                           no_face_hint="a head pose needs a visible face (generate animates such a picture "
+                                        "from a frontal pose)")
+        pose = estimate_head_pose(crop_reference(rgb, face).landmarks)
+    print(format_pose(pose))
     return 0
 
 
@@ -209,10 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_evaluate_parser
     from .train.cli import add_train_parser
 
-    for add in (_add_generate, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser, add_train_parser,
-                add_evaluate_parser, _add_serve):
+    for add in (_add_generate, _add_batch, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser,
+                add_train_parser, add_evaluate_parser, _add_serve):
         add(sub)
     return parser
+
+
+def _show_notices(show_others):
+    """A ``warnings.showwarning`` that prints AvctNotices as plain notes and leaves the rest alone."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AvctNotice):
+            print(f"avct: note: {message}", file=sys.stderr)
+        else:
+            show_others(message, category, filename, lineno, file, line)
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,9 +324,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command; user errors become one line on stderr and a non-zero exit."""
+    """Run a parsed command; user errors become one line on stderr and a non-zero exit, notices
+    (:class:`~avct.errors.AvctNotice`) one ``avct: note:`` line each."""
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", AvctNotice)
+            warnings.showwarning = _show_notices(warnings.showwarning)
+            return args.func(args)
     except AvctError as e:
         print(f"avct: error: {e}", file=sys.stderr)
         return 1

@@ -112,6 +112,8 @@ class GenerateOptions:
                 raise AvctError("the classic renderer makes 256x256 crops only; use render sharp for other sizes")
         elif self.size is not None and not self.crop_only:
             raise AvctError("size applies to crop-only output (the whole photo keeps its own size, see max size)")
+        if self.still and self.pose_from:
+            raise AvctError("still and pose_from exclude each other (one holds the head, the other moves it)")
         if self.extra:
             raise AvctError(f"unknown option(s): {', '.join(sorted(self.extra))}")
 

@@ -16,7 +16,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -78,24 +78,58 @@ def parse_pose(text: str) -> np.ndarray:
 
 
 def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
-                   pose: np.ndarray | None = None) -> Reference:
-    """Read (and by default crop) the reference photo; estimate its head pose unless given."""
+                   pose: np.ndarray | None = None, face: int | str = "largest") -> Reference:
+    """Read (and by default crop around face ``face``, see ``select_face``) the reference photo;
+    estimate its head pose unless given.
+
+    A picture without a face the detector can find (a dog, a drawing) is animated whole, resized to
+    256² as with ``crop=False``, from a frontal head pose, with a notice: the renderer warps any picture,
+    and refusing would only send the user through ``--no-crop`` and ``--pose`` by hand."""
+    from .face.landmarks import NoFaceError
+
     rgb = read_image(image) if not isinstance(image, np.ndarray) else image
     name = str(image) if not isinstance(image, np.ndarray) else "the image"
-    crop_box, landmarks = None, None
+    crop_box, landmarks, faceless = None, None, False
     if crop:
         from .face.crop import crop_reference
-        from .face.landmarks import largest_face
+        from .face.landmarks import select_face
 
-        cropped = crop_reference(rgb, largest_face(rgb, source_name=name))
-        rgb_256, crop_box, landmarks = cropped.image, cropped.box, cropped.landmarks
+        try:
+            cropped = crop_reference(rgb, select_face(rgb, face, source_name=name))
+            rgb_256, crop_box, landmarks = cropped.image, cropped.box, cropped.landmarks
+        except NoFaceError:
+            rgb_256, faceless = resize_256(rgb), True
     else:
         rgb_256 = resize_256(rgb)
-    if pose is None:
+    if pose is None and not faceless:
         from .face.head_pose import estimate_head_pose, reference_pose
 
-        pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
+        try:
+            pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
+        except NoFaceError:
+            faceless = True
+    if faceless:
+        pose = _faceless_pose(name, pose)
     return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box, rgb)
+
+
+def load_job_reference(image: str | os.PathLike | np.ndarray, options: GenerateOptions) -> Reference:
+    """:func:`load_reference` with a job's options (crop, pose, face)."""
+    pose = None if options.pose is None else np.asarray(options.pose, dtype=np.float64)
+    return load_reference(image, crop=options.crop, pose=pose, face=options.face)
+
+
+def _faceless_pose(name: str, pose: np.ndarray | None) -> np.ndarray:
+    """The notice for a picture without a face, and its pose: the given one, else a frontal head."""
+    from .errors import notice
+    from .face.head_pose import FRONTAL_POSE, format_pose
+
+    if pose is not None:
+        notice(f"no face found in {name}; animating the whole picture")
+        return pose
+    notice(f"no face found in {name}; animating the whole picture from a frontal head pose "
+           f"{format_pose(FRONTAL_POSE)} (--pose Rx,Ry,Rz,Tx,Ty,Tz to set another)")
+    return FRONTAL_POSE.copy()
 
 
 def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
@@ -156,6 +190,15 @@ class Pipeline:
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Pipeline":
         return cls(load_models(path), **kwargs)
 
+    @classmethod
+    def from_checkpoints(cls, paths: Sequence[str | os.PathLike | None] | None = None, **kwargs) -> "Pipeline":
+        """Networks from several sources, later ones adding or overriding (official checkpoints, avct
+        weights, training runs); no paths, or ``default``: the weights bundled with avct."""
+        from .checkpoints import merge_models
+        from .default_weights import resolve_checkpoint
+
+        return cls(merge_models([load_models(resolve_checkpoint(p)) for p in paths or [None]]), **kwargs)
+
     # ---- stages ------------------------------------------------------------------------------
     def head_poses(self, reference: Reference, speech: Speech) -> np.ndarray:
         """(N, 6) de-normalised poses, row i for frame i (row 0 from the reference pose box alone)."""
@@ -171,11 +214,13 @@ class Pipeline:
             poses = hm.denormalize(torch.cat(raw, dim=1))[0]
         return poses.float().cpu().numpy()
 
-    def _tokens(self, positions: np.ndarray, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor):
+    def _tokens(self, positions: np.ndarray, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
+                silent: bool = False):
         """AVCT encoder/decoder tokens for (possibly out-of-range) frame positions; padding as the
-        official windows: phoneme SIL, zero audio, pose clamped to the first/last frame."""
+        official windows: phoneme SIL, zero audio, pose clamped to the first/last frame. ``silent``:
+        every position is padding but for its pose (the AVCT's answer to silence, for mouth_scale)."""
         avct, n = self.models.avct, speech.num_frames
-        valid = (positions >= 0) & (positions < n)
+        valid = (positions >= 0) & (positions < n) & (not silent)
         ph = np.where(valid, speech.phonemes[np.clip(positions, 0, n - 1)], SIL_ID)
         audio = np.zeros((len(positions), ROWS_PER_FRAME, speech.features.shape[1]), np.float32)
         for k, p in enumerate(positions):
@@ -188,12 +233,13 @@ class Pipeline:
         return enc, dec
 
     def driving_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
-                          start: int, stop: int) -> Keypoints:
-        """AVCT keypoints of frames [start, stop) from windows over cached per-frame tokens."""
+                          start: int, stop: int, *, silent: bool = False) -> Keypoints:
+        """AVCT keypoints of frames [start, stop) from windows over cached per-frame tokens
+        (``silent``: with every frame's speech replaced by silence, see ``_tokens``)."""
         avct = self.models.avct
         w = avct.cfg.num_w
         positions = np.arange(start - w, stop + w)
-        enc, dec = self._tokens(positions, speech, poses, feature_map)          # (stop-start+2w, D)
+        enc, dec = self._tokens(positions, speech, poses, feature_map, silent)  # (stop-start+2w, D)
         win = 2 * w + 1
         enc_w = enc.unfold(0, win, 1).permute(0, 2, 1)                         # (stop-start, 11, D)
         dec_w = dec.unfold(0, win, 1).permute(0, 2, 1)
@@ -201,27 +247,58 @@ class Pipeline:
                 for i in range(0, len(enc_w), self.batch_size * 4)]
         return Keypoints.cat(outs)
 
-    def predictions(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[torch.Tensor]:
-        """Yield batches of rendered frames (B, 3, 256, 256), float in [0, 1], in order."""
-        for out in self.render_outputs(reference, speech, chunk):
+    def controlled_head_poses(self, reference: Reference, speech: Speech,
+                              options: GenerateOptions | None = None) -> np.ndarray:
+        """(N, 6) head poses of a job: :meth:`head_poses` with the motion controls of ``options``
+        (still, pose_scale, pose_from; :mod:`avct.motion_controls`)."""
+        from .motion_controls import driving_poses
+
+        return driving_poses(options or GenerateOptions(), reference.pose, speech.num_frames,
+                             lambda: self.head_poses(reference, speech))
+
+    def _mouth_scaled_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
+                                start: int, stop: int, mouth_scale: float) -> Keypoints:
+        """Driving keypoints with the speech-caused motion scaled (the silent pass runs only when
+        ``mouth_scale != 1``, so 1 is exactly the plain prediction)."""
+        kp = self.driving_keypoints(speech, poses, feature_map, start, stop)
+        if mouth_scale == 1.0:
+            return kp
+        from .motion_controls import scale_mouth
+
+        silent = self.driving_keypoints(speech, poses, feature_map, start, stop, silent=True)
+        return scale_mouth(kp, silent, mouth_scale)
+
+    def predictions(self, reference: Reference, speech: Speech, chunk: int = 64, *,
+                    options: GenerateOptions | None = None) -> Iterator[torch.Tensor]:
+        """Yield batches of rendered frames (B, 3, 256, 256), float in [0, 1], in order, with the
+        motion controls of ``options`` (default: none)."""
+        for out in self.render_outputs(reference, speech, chunk, options=options):
             yield out["prediction"]
 
-    def render_outputs(self, reference: Reference, speech: Speech, chunk: int = 64) -> Iterator[dict]:
+    def render_outputs(self, reference: Reference, speech: Speech, chunk: int = 64, *,
+                       options: GenerateOptions | None = None) -> Iterator[dict]:
         """Yield the renderer's outputs batch by batch, in order: ``prediction`` (B, 3, 256, 256) in
         [0, 1], ``deformation`` (B, 64, 64, 2) and ``occlusion_map`` (B, 1, 64, 64) when the weights
-        have one."""
+        have one; motion controls from ``options``."""
+        from .motion_controls import head_scale, scale_common_translation
+
         n = speech.num_frames
         if n <= 0:
             raise AvctError("audio is shorter than one video frame (40 ms)")
-        poses = self.head_poses(reference, speech)
+        options = options or GenerateOptions()
+        poses = self.controlled_head_poses(reference, speech, options)
+        keep_head = head_scale(options)
         with torch.inference_mode():
             kp_src, feature_map, source = self._encode_reference(reference)
             kp_initial = None
             chunk = max(chunk, self.batch_size)
             for start in range(0, n, chunk):
-                kp_drv = self.driving_keypoints(speech, poses, feature_map, start, min(start + chunk, n)).to(torch.float32)
+                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, min(start + chunk, n),
+                                                      options.mouth_scale).to(torch.float32)
                 if kp_initial is None:
                     kp_initial = kp_drv[0:1]
+                if keep_head != 1.0:
+                    kp_drv = scale_common_translation(kp_drv, kp_initial, keep_head)
                 kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
                 for b in range(0, len(kp_norm.value), self.batch_size):
                     yield self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size])
@@ -255,18 +332,18 @@ class Pipeline:
             kp_src, _, source = self._encode_reference(reference)
             return self._to_uint8(self._render_batch(source, kp_src, kp_src)["prediction"])[0]
 
-    def frames(self, reference: Reference, speech: Speech, chunk: int = 64,
+    def frames(self, reference: Reference, speech: Speech, chunk: int = 64, *,
                options: GenerateOptions | None = None) -> Iterator[np.ndarray]:
         """Yield (H, W, 3) uint8 RGB frames, one per 40 ms of speech: by default the whole photo with
         the face animated at the photo's resolution (:mod:`avct.sharp`); ``render="classic"``: the
         renderer's own 256² crops, the official output."""
         options = options or GenerateOptions()
         if options.render == "classic":
-            for pred in self.predictions(reference, speech, chunk):
+            for pred in self.predictions(reference, speech, chunk, options=options):
                 yield from self._to_uint8(pred)
             return
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options)
-        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk))
+        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk, options=options))
 
     def reenact(self, reference: Reference, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """The reference moved as a video moves, (256, 256, 3) uint8 frames, one per driving frame (256² RGB
@@ -313,8 +390,7 @@ class Pipeline:
         ``options`` (or the same names as keywords, e.g. ``crop=False``): see :class:`GenerateOptions`.
         ``progress``: True for a progress bar, or a callable ``(frames_done, frames_total)``."""
         options = (options or GenerateOptions()).replace(**option_values) if option_values else (options or GenerateOptions())
-        pose = None if options.pose is None else np.asarray(options.pose, dtype=np.float64)
-        reference = load_reference(image, crop=options.crop, pose=pose)
+        reference = load_job_reference(image, options)
         speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript)
         return self.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                 progress=progress)

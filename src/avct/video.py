@@ -39,6 +39,7 @@ DEFAULT_FPS = 25.0
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 DEFAULT_AUDIO_BITRATE = 128_000
+DURATION_TOLERANCE_FRAMES = 2  # picture and sound this many frames apart or less: normal rounding, no notice
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
 
@@ -46,6 +47,15 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _PNG_NAME = re.compile(r"^\d{6,}\.png$")
 _CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov")  # what generate and batch write (H.264 + AAC players accept)
+
+
+def check_output_name(path: str | os.PathLike) -> None:
+    """AvctError unless ``path`` names an .mp4 (or .m4v/.mov) file."""
+    if not str(path).lower().endswith(OUTPUT_SUFFIXES):
+        raise AvctError(f"output must be an .mp4 file, got {path}")
 
 
 def _av() -> Any:
@@ -481,11 +491,21 @@ class VideoWriter:
             self._video_only_tmp = None
 
     def _check_durations(self) -> None:
+        """A notice when the picture and the sound end far apart. Up to two frames apart is the normal
+        rounding of one frame per 40 ms (the speech features of a last partial frame need a full
+        25 ms window, so a generated video may end up to ~65 ms before its audio): no notice."""
         video = self.frames_written / float(self.fps)
         audio = self._audio.samples_in / self._audio.input_rate
-        if abs(video - audio) > 1 / float(self.fps) + 1e-6:
-            log.warning("%s: %.3f s of video for %.3f s of audio (more than one frame apart)",
-                        self.path, video, audio)
+        if abs(video - audio) <= DURATION_TOLERANCE_FRAMES / float(self.fps) + 1e-6:
+            return
+        from .errors import notice
+
+        if video < audio:
+            notice(f"{self.path}: the picture ({video:.2f} s) ends {audio - video:.2f} s before the sound "
+                   f"({audio:.2f} s); players show the last frame until the sound ends")
+        else:
+            notice(f"{self.path}: the picture ({video:.2f} s) runs {video - audio:.2f} s past the end of the "
+                   f"sound ({audio:.2f} s); the end is silent")
 
     def _mux_with_ffmpeg(self) -> None:
         """Fallback when PyAV has no AAC encoder: copy the video, encode the audio with ffmpeg."""

@@ -611,6 +611,31 @@ def choose_crop(detections: list[Detection], height: int, width: int) -> CropCho
 # pass 2: frames and landmarks
 
 
+def speaker_crops(path: Path, ticks: np.ndarray,
+                  choice: CropChoice) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Pass 2 as a stream: for each source frame that some 25 fps ticks use, in decoding order,
+    ``(those ticks' indices, the 256² crop, the speaker's (68, 2) landmarks in it or NaN)``."""
+    count = len(ticks)
+    order = np.argsort(ticks, kind="stable")  # tick indices grouped by source frame
+    last_needed = int(ticks[order[-1]])
+    region = _face_region_in_crop(choice)
+    container, stream, to_rgb = _open_video(path)
+    pos = 0
+    with container:
+        for j, (frame, _) in enumerate(_decoded(container, stream, path)):
+            if pos < count and ticks[order[pos]] == j:
+                end = pos
+                while end < count and ticks[order[end]] == j:
+                    end += 1
+                crop = _crop(to_rgb(frame), choice.crop_box)
+                yield order[pos:end], crop, _speaker_landmarks(crop, region)
+                pos = end
+            if j >= last_needed:
+                break
+    if pos < count:
+        raise AvctError(f"cannot decode video {path}: the second pass ended after {pos} of {count} frames")
+
+
 def write_frames(path: Path, target: Path, ticks: np.ndarray, choice: CropChoice, *,
                  progress: bool = False) -> np.ndarray:
     """Stream the 25 fps crops into ``target`` (.npy, memory-mapped); returns (T, 68, 2) landmarks
@@ -621,34 +646,23 @@ def write_frames(path: Path, target: Path, ticks: np.ndarray, choice: CropChoice
     count = len(ticks)
     frames = open_memmap(target, mode="w+", dtype=np.uint8, shape=(count, IMAGE_SIZE, IMAGE_SIZE, 3))
     landmarks = np.full((count, 68, 2), np.nan, dtype=np.float64)
-    order = np.argsort(ticks, kind="stable")  # tick indices grouped by source frame
-    last_needed = int(ticks[order[-1]])
-    region = _face_region_in_crop(choice)
-    container, stream, to_rgb = _open_video(path)
-    pos = lost = 0
+    done = lost = 0
     bar = tqdm(total=count, unit="frame", desc=path.stem[:30], leave=False, disable=not progress)
+    crops = speaker_crops(path, ticks, choice)
     try:
-        with container:
-            for j, (frame, _) in enumerate(_decoded(container, stream, path)):
-                if pos < count and ticks[order[pos]] == j:
-                    crop = _crop(to_rgb(frame), choice.crop_box)
-                    points = _speaker_landmarks(crop, region)
-                    while pos < count and ticks[order[pos]] == j:
-                        frames[order[pos]] = crop
-                        landmarks[order[pos]] = points
-                        lost += int(np.isnan(points[0, 0]))
-                        pos += 1
-                        bar.update(1)
-                        if pos % FLUSH_FRAMES == 0:
-                            frames.flush()  # written pages become clean: long clips do not pile up dirty RAM
-                    if lost > MAX_LOST_FRACTION * count:  # no need to crop the rest: the clip is skipped
-                        raise _lost(lost, count, early=True)
-                if j >= last_needed:
-                    break
-        if pos < count:
-            raise AvctError(f"cannot decode video {path}: the second pass ended after {pos} of {count} frames")
+        for indices, crop, points in crops:
+            frames[indices] = crop
+            landmarks[indices] = points
+            lost += len(indices) * int(np.isnan(points[0, 0]))
+            if (done + len(indices)) // FLUSH_FRAMES > done // FLUSH_FRAMES:
+                frames.flush()  # written pages become clean: long clips do not pile up dirty RAM
+            done += len(indices)
+            bar.update(len(indices))
+            if lost > MAX_LOST_FRACTION * count:  # no need to crop the rest: the clip is skipped
+                raise _lost(lost, count, early=True)
         frames.flush()
     finally:
+        crops.close()  # closes the video when the clip is given up early
         bar.close()
         del frames
     return landmarks

@@ -76,6 +76,11 @@ _RAW_MEAN_FACE = np.array([
     [0.205322, 31.408738, -21.903670], [-7.198266, 30.844876, -20.328022],  # 60-67 inner lips
 ], dtype=np.float64)  # (68, 3) mm
 
+# A head looking straight into the camera, placed where the official crop puts a face (Ty ~ 25 mm below
+# the optical axis, 250 mm away: the typical values of real crops, e.g. 0.04, 24.8, 248.0 for Obama's
+# frontal portrait). Used when a picture has no face to measure.
+FRONTAL_POSE = np.array([0.0, 0.0, 0.0, 0.0, 25.0, 250.0])
+
 # Index of each point's left/right counterpart (iBUG-300W numbering), for mirroring.
 MIRROR_INDEX = np.array(
     list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
@@ -187,6 +192,11 @@ def estimate_head_pose(landmarks_256: np.ndarray) -> np.ndarray:
     return np.concatenate([matrix_to_euler(rotation), tvec.reshape(3)])
 
 
+def format_pose(pose: np.ndarray) -> str:
+    """'Rx,Ry,Rz,Tx,Ty,Tz' as ``--pose`` takes it (and ``avct pose`` prints it)."""
+    return ",".join(f"{v:.6g}" for v in np.asarray(pose, dtype=np.float64).reshape(6))
+
+
 def reference_pose(rgb_256: np.ndarray, *, source_name: str = "the reference image") -> np.ndarray:
     """Pose (6,) of the largest face of an already-cropped (256, 256, 3) uint8 image (the image the
     official code hands to OpenFace). AvctError if no face is found."""
@@ -196,5 +206,5 @@ def reference_pose(rgb_256: np.ndarray, *, source_name: str = "the reference ima
         raise ValueError(f"reference_pose needs a {IMAGE_SIZE}x{IMAGE_SIZE} image, got {rgb_256.shape}")
     face = largest_face(rgb_256, source_name=source_name,
                         no_face_hint="the head pose needs a visible face; pass --pose Rx,Ry,Rz,Tx,Ty,Tz "
-                                     "(a frontal head: 0,0,0,0,25,250)")
+                                     f"(a frontal head: {format_pose(FRONTAL_POSE)})")
     return estimate_head_pose(face.landmarks)

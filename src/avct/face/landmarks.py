@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..errors import AvctError
+from ..errors import AvctError, AvctNotice, notice
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 MAX_DETECT_SIDE = 2048  # longer side of the image the detector sees (downscaled above this)
 MIN_DETECT_SIDE = 200  # shorter side of the image the detector sees (upscaled below this)
 
 
-class MultipleFacesWarning(UserWarning):
-    """Several faces were found; the largest one is used."""
+class NoFaceError(AvctError):
+    """The picture holds no face the detector can find."""
+
+
+class MultipleFacesWarning(AvctNotice):
+    """Several faces were found and none was chosen explicitly; the largest one is used."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,16 +142,43 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
 
 def largest_face(rgb: np.ndarray, *, source_name: str,
                  no_face_hint: str = "pass --no-crop to use the image as it is") -> Face:
-    """The largest face of ``rgb``; warns (MultipleFacesWarning) when there are several.
+    """The largest face of ``rgb``; notes (MultipleFacesWarning) when there are several.
 
-    Raises AvctError naming ``source_name`` when there is none.
+    Raises NoFaceError (an AvctError) naming ``source_name`` when there is none.
+    """
+    return select_face(rgb, "largest", source_name=source_name, no_face_hint=no_face_hint)
+
+
+def select_face(rgb: np.ndarray, face: int | str = "largest", *, source_name: str,
+                no_face_hint: str = "pass --no-crop to use the image as it is") -> Face:
+    """The face ``face`` of ``rgb``: ``"largest"`` (a MultipleFacesWarning notice when there are
+    several, since the choice may be wrong), ``"center"`` (nearest to the image centre) or an index
+    counted from left to right (0 = leftmost).
+
+    Raises AvctError naming ``source_name`` when there is no face (NoFaceError) or no face with that
+    index.
     """
     faces = detect_faces(rgb)
     if not faces:
-        raise AvctError(f"no face found in {source_name}; {no_face_hint}")
-    if len(faces) > 1:
-        x0, y0, x1, y1 = faces[0].box
-        warnings.warn(f"{len(faces)} faces found in {source_name}; using the largest "
-                      f"({x1 - x0:.0f}x{y1 - y0:.0f} px at x={x0:.0f}, y={y0:.0f})",
-                      MultipleFacesWarning, stacklevel=2)
-    return faces[0]
+        raise NoFaceError(f"no face found in {source_name}; {no_face_hint}")
+    if face == "largest":
+        if len(faces) > 1:
+            notice(f"{len(faces)} faces found in {source_name}; using the largest "
+                   "(--face N or --face center to choose)", MultipleFacesWarning)
+        return faces[0]
+    if face == "center":
+        height, width = np.asarray(rgb).shape[:2]
+        centre = np.array([(width - 1) / 2, (height - 1) / 2])
+        return min(faces, key=lambda f: float(np.linalg.norm(_box_centre(f) - centre)))
+    if isinstance(face, int) and not isinstance(face, bool) and face >= 0:
+        left_to_right = sorted(faces, key=lambda f: float(_box_centre(f)[0]))
+        if face >= len(left_to_right):
+            raise AvctError(f"--face {face} asked for, but {source_name} has {len(faces)} face(s), "
+                            f"numbered 0 to {len(faces) - 1} from left to right")
+        return left_to_right[face]
+    raise ValueError(f"face must be 'largest', 'center' or an index >= 0, got {face!r}")
+
+
+def _box_centre(face: Face) -> np.ndarray:
+    x0, y0, x1, y1 = face.box
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2])

@@ -15,12 +15,9 @@ log = logging.getLogger("avct.serve")
 def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = "auto", precision: str = "fp32",
                   batch_size: int = 8):
     """One :class:`~avct.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
-    from ..checkpoints import load_models, merge_models
-    from ..default_weights import resolve_checkpoint
     from ..pipeline import Pipeline
 
-    models = merge_models([load_models(resolve_checkpoint(path)) for path in checkpoints or [None]])
-    return Pipeline(models, device=device, precision=precision, batch_size=batch_size)
+    return Pipeline.from_checkpoints(checkpoints, device=device, precision=precision, batch_size=batch_size)
 
 
 def pipeline_runner(pipeline) -> Runner:
