@@ -298,3 +298,41 @@ def test_encoder_options_are_checked(tmp_path):
         VideoWriter(tmp_path / "a.mp4", crf=60)
     write_video(tmp_path / "a.mp4", [smooth_frame(0)] * 2, preset="ultrafast", crf=0)
     assert listing(tmp_path) == ["a.mp4"]
+
+
+def test_a_file_with_two_audio_tracks_muxes_the_track_the_lips_follow(tmp_path):
+    """Speech and features come from one track, the mp4's sound from the same one (not simply the first)."""
+    import av
+
+    from avct.audio.decode import load_audio
+
+    rate, seconds = 16000, 1.0
+    t = np.arange(int(rate * seconds)) / rate
+    tones = {"a": 0.3 * np.sin(2 * np.pi * 220 * t), "b": 0.3 * np.sin(2 * np.pi * 1000 * t)}
+    src = tmp_path / "two_tracks.mkv"
+    with av.open(str(src), "w") as out:
+        streams = {}
+        for name, bitrate in (("a", 32_000), ("b", 128_000)):   # the better-quality track is second
+            s = out.add_stream("aac", rate=rate, layout="mono")
+            s.bit_rate = bitrate
+            streams[name] = s
+        for name, tone in tones.items():
+            samples = (tone * 32767).astype(np.int16)[None]
+            for i in range(0, samples.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format="s16", layout="mono")
+                frame.sample_rate, frame.pts = rate, i
+                for packet in streams[name].encode(frame):
+                    out.mux(packet)
+        for s in streams.values():
+            for packet in s.encode(None):
+                out.mux(packet)
+    heard = load_audio(src).samples
+    video = tmp_path / "out.mp4"
+    write_video(video, [smooth_frame(i) for i in range(25)], audio_path=src)
+    muxed = load_audio(video).samples
+
+    def dominant_hz(x: np.ndarray) -> float:
+        n = 8000                                   # 0.5 s at 16 kHz: 2 Hz bins
+        return float(np.argmax(np.abs(np.fft.rfft(x[2000:2000 + n]))) * 16000 / n)
+    assert dominant_hz(heard) in (220.0, 1000.0)
+    assert dominant_hz(muxed) == dominant_hz(heard), (dominant_hz(heard), dominant_hz(muxed))

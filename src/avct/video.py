@@ -115,7 +115,8 @@ def _ffmpeg_exe() -> str:
 
 
 class _AudioSource:
-    """The first audio track of any file PyAV can read, decoded lazily and resampled for AAC.
+    """The speech track (:func:`avct.audio.decode.speech_track`) of any file PyAV can read, decoded lazily
+    and resampled for AAC.
 
     Opening decodes up to the first samples, so an unreadable, empty or track-less file fails
     *before* any (expensive) frame has been generated.
@@ -131,9 +132,11 @@ class _AudioSource:
         except (av.FFmpegError, OSError, ValueError) as e:
             raise AvctError(f"cannot read audio {self.path}: {_reason(e)}") from None
         try:
-            if not self._container.streams.audio:
+            from .audio.decode import speech_track
+
+            self._stream = speech_track(self._container)
+            if self._stream is None:
                 raise AvctError(f"{self.path} has no audio track")
-            self._stream = self._container.streams.audio[0]
             self._decoded = self._decode()
             first = next(self._decoded, None)
             if first is None:

@@ -168,6 +168,12 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
 # route 2: PyAV (ffmpeg libraries) for everything else
 
 
+def speech_track(container):
+    """The audio track avct listens to in a file with several (FFmpeg's pick: the default track, else the
+    best one). The lips follow it and the video carries it, so both must choose it here, once."""
+    return container.streams.best("audio")
+
+
 def _decode_with_pyav(path: Path) -> DecodedAudio:
     """Decode the best audio stream and convert like ``ffmpeg -async 1 -ac 1 -ar 16000 -acodec pcm_s16le``."""
     import av
@@ -180,7 +186,7 @@ def _decode_with_pyav(path: Path) -> DecodedAudio:
                         f"{reason or 'unrecognised format or corrupt header'} "
                         f"({_ffmpeg_reason(e)})") from None
     with container:
-        stream = container.streams.best("audio")
+        stream = speech_track(container)
         if stream is None:
             kind = "video file" if container.streams.video else "file"
             raise AvctError(f"{kind} {path} has no audio stream")
