@@ -1,4 +1,4 @@
-"""Evaluate weights on held-out clips against static baselines and the real clips (the bundled weights' MODEL_CARD figures).
+"""Evaluate weights on held-out clips beside static baselines and the real clips (MODEL_CARD figures).
 
     .venv/bin/python scripts/evaluate_heldout.py --data HELDOUT_DATASET --out REPORT_DIR \
         [--checkpoint WEIGHTS] [--syncnet default|PATH]

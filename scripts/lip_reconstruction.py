@@ -41,11 +41,15 @@ def _table(rows: list[dict], checkpoint: str) -> str:
     from avct.eval.report import format_number
 
     lines = ["# Lip reconstruction", "", f"Weights: {checkpoint}.", "",
-             "| clip | mode | frames | lip r↑ | lip amp(→1) | silence gap(→0) | silent frames | sharpness(→1) |",
+             "| clip | mode | frames | lip r↑ | lip amp(→1) | silence gap(→0) | silent frames "
+             "| sharpness(→1) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    fmt = lambda r: (f"| {r['clip']} | {r['mode']} | {r['frames']} | {format_number(r['lip_r'], 2)} | "  # noqa: E731
-                     f"{format_number(r['lip_amp'], 2)} | {format_number(r['silence_gap'], 3)} | "
-                     f"{r['silent_frames']} | {format_number(r['sharpness'], 2)} |")
+
+    def fmt(r: dict) -> str:
+        return (f"| {r['clip']} | {r['mode']} | {r['frames']} | {format_number(r['lip_r'], 2)} | "
+                f"{format_number(r['lip_amp'], 2)} | {format_number(r['silence_gap'], 3)} | "
+                f"{r['silent_frames']} | {format_number(r['sharpness'], 2)} |")
+
     lines += [fmt(r) for r in rows]
     for mode in dict.fromkeys(r["mode"] for r in rows):
         mine = [r for r in rows if r["mode"] == mode]

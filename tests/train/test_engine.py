@@ -84,7 +84,8 @@ def test_kill_and_resume_is_bit_identical(tiny_dataset, tmp_path, monkeypatch):
 
     # the run directory: resolved config, checkpoints, TensorBoard events with one value per step
     run = tmp_path / "resumed"
-    assert load_config("headmotion", run / "config.yaml") == dataclasses.replace(config, num_workers=1)
+    resolved = dataclasses.replace(config, num_workers=1).pinned_perceptual()   # `perceptual: auto` decided
+    assert load_config("headmotion", run / "config.yaml") == resolved
     assert sorted(p.name for p in (run / CHECKPOINTS_DIR).glob("step_*")) == [
         "step_0000002", "step_0000003", "step_0000004", "step_0000006"]
     assert list((run / "logs").glob("events.out.tfevents.*"))
@@ -273,6 +274,24 @@ def test_perceptual_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("AVCT_VGG19_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(AvctError, match="VGG-19 weights not found"):
         preset("renderer", "small").perceptual_choice()
+
+
+def test_a_run_keeps_its_perceptual_network(tiny_dataset, tmp_path, monkeypatch):
+    """`auto` is decided when the run starts and saved as such: VGG-19 weights appearing later do not
+    switch a resumed run's loss (with the same --config, the change is refused, as any config change)."""
+    import yaml
+
+    monkeypatch.delenv("AVCT_VGG19_WEIGHTS", raising=False)
+    train("headmotion", small_config(), tiny_dataset, tmp_path / "run", max_steps=1, progress=False)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["perceptual"] == "inception"
+    weights = tmp_path / "vgg19.pth"
+    weights.write_bytes(b"x")
+    monkeypatch.setenv("AVCT_VGG19_WEIGHTS", str(weights))
+    with pytest.raises(AvctError, match="perceptual \\('inception' -> 'vgg19'\\)"):
+        train("headmotion", small_config(), None, tmp_path / "run", resume=True, max_steps=2, progress=False)
+    resumed = train("headmotion", None, None, tmp_path / "run", resume=True, max_steps=2, progress=False)
+    assert resumed.step == 2
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["perceptual"] == "inception"
 
 
 # ---- registry and command line -----------------------------------------------------------------------------

