@@ -64,10 +64,11 @@ def test_upload_limit_is_413_while_streaming(serve, speech_2s, tmp_path):
 def test_bad_input_is_422_with_the_cli_message(serve, speech_2s, tmp_path, capsys):
     from avct.cli import main
 
-    no_face = require(IMAGES / "coffee_noface_skimage.png")
-    assert main(["generate", "--image", str(no_face), "--audio", str(speech_2s), "-o", str(tmp_path / "x.mp4")]) == 1
-    cli_line = capsys.readouterr().err.strip().removeprefix("avct: error: ").replace(str(no_face), no_face.name)
-    assert cli_line.startswith("no face found in coffee_noface_skimage.png")
+    not_image = tmp_path / "notes.png"                      # text behind an image's name
+    not_image.write_text("not a picture", encoding="utf-8")
+    assert main(["generate", "--image", str(not_image), "--audio", str(speech_2s), "-o", str(tmp_path / "x.mp4")]) == 1
+    cli_line = capsys.readouterr().err.strip().removeprefix("avct: error: ").replace(str(not_image), not_image.name)
+    assert cli_line.startswith("not a readable image: notes.png")
 
     silence = tmp_path / "silence.wav"
     import scipy.io.wavfile
@@ -75,7 +76,7 @@ def test_bad_input_is_422_with_the_cli_message(serve, speech_2s, tmp_path, capsy
     scipy.io.wavfile.write(silence, 16000, np.zeros(16000, np.int16))
     server = serve(max_audio_s=1.5)
     cases = [
-        ((no_face, silence, {}), cli_line),
+        ((not_image, silence, {}), cli_line),
         ((EXAMPLE_IMAGE, silence, {}), "audio file silence.wav is silent (all samples equal); nothing to animate"),
         ((EXAMPLE_IMAGE, speech_2s, {}), "audio speech_2s.wav is 2.0 s long; this server accepts at most 1.5 s"),
         ((EXAMPLE_IMAGE, silence, {"pose_scale": "7"}), "pose_scale must be between 0 and 3, got 7"),

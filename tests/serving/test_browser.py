@@ -13,7 +13,6 @@ import pytest
 
 from cdp_browser import Browser, find_chromium
 from live_server import EXAMPLE_IMAGE, REPO, SPEECH_SECONDS
-from shared_files import IMAGES, require
 
 SCREENSHOT = REPO / "docs" / "serve_page.png"
 STATE = """(() => {
@@ -50,12 +49,14 @@ def test_page_generates_a_playable_video(serve, speech_2s, browser, tmp_path):
     assert browser.evaluate("document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.42E01E\"')"), \
         "this chromium cannot play H.264"
 
-    # a photo without a face: the server's one-line reason, shown on the page
-    browser.set_files("#image", require(IMAGES / "coffee_noface_skimage.png"))
+    # a file that is no picture: the server's one-line reason, shown on the page
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not a picture", encoding="utf-8")
+    browser.set_files("#image", not_image)
     browser.set_files("#audio", speech_2s)
     submit_with_keyboard(browser)
     error = browser.wait_for("document.getElementById('error').textContent", timeout=60)
-    assert error.startswith("no face found in coffee_noface_skimage.png;") and "\n" not in error
+    assert error.startswith("not a readable image: notes.png") and "\n" not in error
 
     browser.set_files("#image", EXAMPLE_IMAGE)
     submit_with_keyboard(browser)

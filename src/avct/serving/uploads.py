@@ -71,16 +71,13 @@ def options_from_fields(fields: Mapping[str, str]) -> GenerateOptions:
 
 def check_inputs(image: Path, audio: Path, options: GenerateOptions, max_audio_s: float) -> None:
     """What ``avct generate`` would reject, found before the job is queued: a long audio by its header
-    (before decoding it), then an unreadable photo or one without a face, then audio that does not
+    (before decoding it), then an unreadable photo (or a face number it lacks), then audio that does not
     decode, is silent or too short. Raises AvctError (one line)."""
-    import numpy as np
-
     from ..audio.decode import load_audio
-    from ..pipeline import load_reference
+    from ..pipeline import load_job_reference
 
     _check_audio_length(audio, audio_seconds_from_header(audio), max_audio_s)
-    pose = None if options.pose is None else np.asarray(options.pose, dtype=np.float64)
-    load_reference(image, crop=options.crop, pose=pose)
+    load_job_reference(image, options)
     _check_audio_length(audio, load_audio(audio).duration_s, max_audio_s)
 
 
