@@ -13,6 +13,9 @@ from .errors import AvctError
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from .audio.features import F0_METHODS
+    from .options import GenerateOptions
+
     p = sub.add_parser("generate", help="image + speech -> talking-head mp4",
                        description="Animate one face image with a speech recording (25 fps H.264 + AAC mp4).")
     p.add_argument("--image", required=True, help="reference face image (any common format)")
@@ -27,6 +30,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pose", help="reference head pose Rx,Ry,Rz,Tx,Ty,Tz (rad, mm; OpenFace convention); "
                                   "estimated from the face when omitted")
     p.add_argument("--no-crop", action="store_true", help="use the image as it is, resized to 256x256")
+    p.add_argument("--f0", choices=F0_METHODS, default=GenerateOptions.f0,
+                   help="pitch estimator: fast (default, Harvest on a 4 kHz copy) or official (Harvest at "
+                        "16 kHz, as the official code; ~2x slower)")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as a lossless PNG into DIR")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
@@ -74,7 +80,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     models = merge_models([load_models(resolve_checkpoint(path)) for path in args.checkpoint or [None]])
     pipeline = Pipeline(models, device=args.device, precision=args.precision, batch_size=args.batch_size,
                         compile=args.compile)
-    speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript))
+    speech = load_speech(args.audio, phonemes=args.phonemes, transcript=read_transcript(args.transcript),
+                         f0=args.f0)
     out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
                                progress=not args.quiet)
     print(out)
