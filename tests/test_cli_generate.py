@@ -27,8 +27,9 @@ def parity_inputs(parity, data, tmp_path_factory):
 def test_official_checkpoint_reproduces_golden_frames(official_checkpoint_dir, parity_inputs, parity, tmp_path):
     out, frames = tmp_path / "out.mp4", tmp_path / "frames"
     code = main(["generate", "--image", str(parity_inputs["image"]), "--audio", str(parity_inputs["audio"]),
-                 "--phonemes", str(parity_inputs["phonemes"]), "--pose", POSE, "--no-crop",
-                 "--render", "classic", "--checkpoint", str(official_checkpoint_dir), "--frames", str(frames), "-o", str(out), "-q"])
+                 "--phonemes", str(parity_inputs["phonemes"]), "--pose", POSE, "--no-crop", "--f0", "official",
+                 "--render", "classic", "--checkpoint", str(official_checkpoint_dir), "--frames", str(frames), "-o",
+                 str(out), "-q"])
     assert code == 0
     pngs = sorted(frames.glob("*.png"))
     assert [p.name for p in pngs[:2]] == ["000000.png", "000001.png"] and len(pngs) == 110

@@ -36,6 +36,9 @@ def _generate_description() -> str:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from .audio.features import F0_METHODS
+    from .options import GenerateOptions
+
     p = sub.add_parser("generate", help="image + speech -> talking-head mp4", description=_generate_description(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", required=True, help="reference face image (any common format)")
@@ -60,6 +63,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--face", help="which face of a photo with several: largest (default), center, or N "
                                   "(0 = leftmost, counted from left to right)")
     _add_motion_controls(p)
+    p.add_argument("--f0", choices=F0_METHODS, default=GenerateOptions.f0,
+                   help="pitch estimator: fast (default, Harvest on a 4 kHz copy) or official (Harvest at "
+                        "16 kHz, as the official code; ~2x slower)")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as a lossless PNG into DIR")
     _add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -107,7 +113,7 @@ def generate_options(args: argparse.Namespace) -> "GenerateOptions":
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
         "crop": not args.no_crop, "face": args.face, "still": args.still, "pose_scale": args.pose_scale,
         "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "render": args.render,
-        "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size})
+        "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size, "f0": args.f0})
 
 
 def require_file(what: str, path: str | Path | None) -> None:
@@ -132,7 +138,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
     reference = load_job_reference(args.image, options)
     pipeline = load_pipeline(args)
-    speech = load_speech(args.audio, phonemes=options.phonemes, transcript=options.transcript)
+    speech = load_speech(args.audio, phonemes=options.phonemes, transcript=options.transcript,
+                         f0=options.f0)
     out = pipeline.write_video(reference, speech, args.output, args.audio, frames_dir=args.frames,
                                progress=not args.quiet, options=options)
     print(out)

@@ -87,6 +87,8 @@ class GenerateOptions:
     pose_scale: float = 1.0              # head motion about the reference pose (0 = still)
     pose_from: str | None = None         # a video whose head poses drive the head
     mouth_scale: float = 1.0             # lip motion amplitude (1 = as predicted)
+    # speech analysis
+    f0: str = "fast"                     # F0 estimator: fast (Harvest at 4 kHz) or official (avct.audio.features)
     extra: dict = field(default_factory=dict, repr=False)  # reserved; always empty after validation
 
     def __post_init__(self) -> None:
@@ -94,6 +96,9 @@ class GenerateOptions:
 
     def validate(self) -> None:
         """Raise AvctError (one line) for any value a user could have mistyped."""
+        from .audio.features import check_f0_method
+
+        self.f0 = check_f0_method(str(self.f0).strip().lower())
         if self.render not in RENDER_MODES:
             raise AvctError(f"render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
         self.face = parse_face(self.face)

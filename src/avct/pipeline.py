@@ -133,19 +133,20 @@ def _faceless_pose(name: str, pose: np.ndarray | None) -> np.ndarray:
 
 
 def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
-                transcript: str | None = None) -> Speech:
+                transcript: str | None = None, f0: str = GenerateOptions.f0,
+                on_progress: Callable[[float], None] | None = None) -> Speech:
     """Decode any audio to 16 kHz, compute the 41-d features and the per-frame phonemes
-    (from the official JSON if given, else recognised offline)."""
+    (from the official JSON if given, else recognised offline, beside the features).
+
+    ``f0``: "fast" or "official" F0 (:mod:`avct.audio.features`). ``on_progress(fraction)``: the share
+    of the front-end done, increasing, ending at 1.0 (may be called from a worker thread)."""
     from .audio.decode import load_audio
+    from .audio.frontend import features_and_phonemes
 
+    words = read_phoneme_json(phonemes) if phonemes is not None else None
     decoded = load_audio(audio)
-    features = acoustic_features(decoded.samples, decoded.sample_rate)
-    if phonemes is not None:
-        words = read_phoneme_json(phonemes)
-    else:
-        from .audio.recognize import recognize_phonemes
-
-        words = recognize_phonemes(decoded.samples, transcript=transcript)
+    features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
+                                            on_progress=on_progress)
     speech = Speech(features.astype(np.float32), np.asarray(frame_phoneme_ids(words), dtype=np.int64))
     if speech.num_frames == 0:
         raise AvctError(f"audio {audio} is shorter than one video frame (40 ms)")
@@ -391,7 +392,7 @@ class Pipeline:
         ``progress``: True for a progress bar, or a callable ``(frames_done, frames_total)``."""
         options = (options or GenerateOptions()).replace(**option_values) if option_values else (options or GenerateOptions())
         reference = load_job_reference(image, options)
-        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript)
+        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
         return self.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                 progress=progress)
 

@@ -76,7 +76,7 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
         frames = np.load(folder / "frames.npy", mmap_mode="r")
         samples = np.load(folder / "audio.npy")
         wav = write_wav(out / "audio" / f"{name}.wav", samples)
-        speech = load_speech(wav)
+        speech = load_speech(wav, f0="official")  # the features the weights were trained and scored on
         count = min(len(frames), speech.num_frames)
         # the videos carry exactly their frames' audio (the dataset keeps a few ms more for the features)
         wav = write_wav(wav, samples[: count * SAMPLES_PER_FRAME])
