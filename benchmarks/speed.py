@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/speed.py            # full: fps, speed-ups, PSNR, peak memory 10 s vs 10 min
     .venv/bin/python benchmarks/speed.py --quick    # < 1 min: fps and PSNR only
+    .venv/bin/python benchmarks/speed.py --outputs  # the sharp full-photo path vs the classic 256² output
     .venv/bin/python benchmarks/speed.py --device cuda
 
 Weights follow the parity fill rule (no trained official-size weights ship here); speed does not depend
@@ -84,6 +85,24 @@ def output_paths(pipeline, speech, n: int, label: str) -> dict:
         out[f"fps_{mode}_{label}"] = count / (time.perf_counter() - start)
     out[f"sharp_vs_classic_{label}"] = out[f"fps_sharp_{label}"] / out[f"fps_classic_{label}"]
     return out
+
+
+def outputs_only(args) -> dict:
+    """The sharp path against the classic renderer alone (no per-frame baseline): official size, then the
+    bundled weights, bf16, the same speech."""
+    from avct.checkpoints import load_models
+    from avct.default_weights import default_weights_dir
+    from avct.pipeline import Pipeline, Speech
+    from avct.testing.weight_fill import filled_models
+
+    _, speech = load_inputs(args.inputs)
+    n = args.batch_size * 4
+    speech = Speech(speech.features[: 4 * n], speech.phonemes[:n])
+    official = Pipeline(filled_models(near_identity_jacobians=True), device=args.device, precision="bf16",
+                        batch_size=args.batch_size)
+    bundled = Pipeline(load_models(default_weights_dir()), device=args.device, precision="bf16",
+                       batch_size=args.batch_size)
+    return {**output_paths(official, speech, n, "official"), **output_paths(bundled, speech, n, "bundled")}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -245,6 +264,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--memory-frames", type=int, default=50, help="frames rendered in each memory probe")
+    ap.add_argument("--outputs", action="store_true",
+                    help="only the sharp-vs-classic output comparison (official size and bundled weights, bf16)")
     ap.add_argument("--inputs", help="prepared inputs (.npz from --save-inputs) instead of the real files")
     ap.add_argument("--save-inputs", help="prepare the real inputs into this .npz and exit")
     ap.add_argument("--memory-probe", nargs=2, metavar=("WAV", "JSON"), help=argparse.SUPPRESS)
@@ -258,6 +279,10 @@ def main() -> None:
         reference, speech = load_inputs()
         np.savez(args.save_inputs, image=reference.image.numpy(), pose=reference.pose,
                  features=speech.features, phonemes=speech.phonemes)
+        return
+    if args.outputs:
+        results = outputs_only(args)
+        print(" ".join(f"{k}={v:.3f}" for k, v in results.items()))
         return
     results = speed(args)
     if not args.quick and not args.inputs:
