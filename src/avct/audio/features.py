@@ -6,7 +6,7 @@ raw scales (MFCC ≈ ±60, log-fbank ≈ −13..0, F0 ≈ 70–400 Hz). Four row
 
 F0 has two methods (``F0Method``): "official" is pyworld Harvest on the 16 kHz signal, as the official
 code (training data, evaluation and parity use it: it is ``acoustic_features``' default); "fast" is the
-same Harvest on a 4 kHz copy, ~2x cheaper (the generation default, ``GenerateOptions.f0``).
+same Harvest on a 4 kHz copy, ~1.8x cheaper (the generation default, ``GenerateOptions.f0``).
 
 Why not something cheaper: the networks take F0 in Hz, and where another estimator decides Harvest's
 contour choices (how far voicing extends, which octave) differently, F0 moves by tens of Hz over whole
@@ -14,7 +14,9 @@ pauses (it is interpolated across them). Frames rendered with the bundled weight
 frames from official F0, PSNR over 3 windows of 50 frames on two clips (a 60 s address and obama2):
 DIO + StoneMask (a tenth of fast Harvest's cost; voicing flag alone swapped in: 54 dB, so the Hz values
 are what matters) 31–33 dB; Harvest at 2 or 2.5 kHz 29–40 dB (erratic: the 800 Hz ceiling nears the
-Nyquist); Harvest at 4 kHz 38.3 and 39.5 dB. ``benchmarks/frontend.py`` measures the fast method.
+Nyquist); Harvest at 4 kHz 38.3 and 39.5 dB, but 31.6–32.7 dB on two of three further clips (6 windows
+each), as Harvest itself moves that much under small input changes (README, "Speech front-end").
+``benchmarks/frontend.py`` measures the fast method.
 """
 from __future__ import annotations
 

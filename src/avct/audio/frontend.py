@@ -20,8 +20,8 @@ from .phonemes import Word
 
 # CPU seconds per second of audio of each part (benchmarks/frontend.py, 2 busy cores), used only to weigh
 # the parts' progress into one fraction.
-FEATURE_COST = {"fast": 0.2, "official": 0.45}
-PHONEME_COST = 0.6
+FEATURE_COST = {"fast": 0.2, "official": 0.36}
+PHONEME_COST = 0.4
 
 
 class CombinedProgress:
