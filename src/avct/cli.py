@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .audio.transcript import read_transcript
 from .errors import AvctError, AvctNotice
+from .devices import PRECISION_CHOICES
 from .options import DEFAULT_MAX_SIZE, RENDER_MODES, parse_face
 
 if TYPE_CHECKING:
@@ -79,8 +80,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run). "
                         "Default: the small weights bundled with avct (see their MODEL_CARD.md)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="network precision (bf16 is fast on recent CPUs and GPUs; fp16 GPU only)")
+    p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                   help="network precision: fp32 (default), bf16 (fast where the CPU or GPU has it natively: "
+                        "AVX-512-BF16, AMX, recent GPUs; emulated and slow elsewhere), auto (bf16 where native, "
+                        "else fp32), fp16 (GPU only)")
     p.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the renderer (faster on GPUs; on CPUs on par with the eager fast path, measured)")
@@ -280,7 +283,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help=f"port (default {d.port}; 0: any free port)")
     p.add_argument("--checkpoint", action="append", help="weights as for generate (default: the bundled weights)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network precision")
+    p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES, help="network precision, as for generate")
     p.add_argument("--max-upload-mb", type=float, help=f"largest request body, photo + audio (default {d.max_upload_mb:g})")
     p.add_argument("--max-audio-s", type=float, help=f"longest speech accepted, seconds (default {d.max_audio_s:g})")
     p.add_argument("--workers", type=int, help=f"jobs generating at once (default {d.workers})")

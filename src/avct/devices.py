@@ -3,9 +3,24 @@ from __future__ import annotations
 
 import torch
 
-from .errors import AvctError
+from .errors import AvctError, notice
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 convolutions natively. Why it matters: on a CPU without
+    AVX-512-BF16 or AMX (e.g. AVX2-only EPYCs) oneDNN has no bf16 kernels and PyTorch falls back to an
+    emulated im2col path that is ~10x *slower* than fp32, measured here."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
@@ -27,12 +42,19 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 where the device computes it natively (visually identical, ~2x faster), else fp32.
+    An explicit ``bf16`` is honoured, with a notice where it is emulated (and so slower than fp32)."""
+    if name == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     try:
         dtype = PRECISIONS[name]
     except KeyError:
-        raise AvctError(f"unknown precision {name!r}; use {', '.join(PRECISIONS)}") from None
+        raise AvctError(f"unknown precision {name!r}; use {', '.join(PRECISION_CHOICES)}") from None
     if dtype == torch.float16 and device.type == "cpu":
         raise AvctError("fp16 is not supported on the CPU; use bf16 (fast on CPUs with AVX-512-BF16/AMX) or fp32")
+    if dtype == torch.bfloat16 and device.type == "cpu" and not native_bf16(device):
+        notice("this CPU has no native bf16 (AVX-512-BF16 or AMX): bf16 is emulated and slower than fp32 here; "
+               "use --precision auto or fp32")
     return dtype
 
 
