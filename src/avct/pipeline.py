@@ -23,6 +23,7 @@ import torch
 
 from .audio.features import ROWS_PER_FRAME, acoustic_features
 from .audio.phonemes import SIL_ID, frame_phoneme_ids, read_phoneme_json
+from .backends import renderer_for
 from .checkpoints import AvctModels, load_models
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
 from .errors import AvctError
@@ -157,10 +158,12 @@ class Pipeline:
     """Talking-head generation with loaded networks. ``Pipeline.from_checkpoint(path).generate(img, wav, out)``."""
 
     def __init__(self, models: AvctModels, device: str | torch.device | None = "auto", precision: str = "fp32",
-                 batch_size: int = 8, channels_last: bool = True, compile: bool = False, tune_allocator: bool = True):
+                 batch_size: int = 8, channels_last: bool = True, compile: bool = False, tune_allocator: bool = True,
+                 backend: str = "torch"):
         """``tune_allocator``: on the CPU, let glibc keep large tensors in its heap
         (:func:`~avct.devices.keep_large_allocations_in_heap`, process-wide, ~20% faster); off, the
-        process keeps the default allocator (the benchmark's per-frame baseline, as the official code runs)."""
+        process keeps the default allocator (the benchmark's per-frame baseline, as the official code runs).
+        ``backend``: the renderer's runtime, :mod:`avct.backends` (torch, openvino, openvino-int8)."""
         models.require("keypoint_detector", "generator", "avct", "head_motion")
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.dtype = resolve_precision(precision, self.device)
@@ -179,8 +182,10 @@ class Pipeline:
         if channels_last and self.device.type != "mps":
             models.generator.to(memory_format=torch.channels_last)  # ~1.7x on CPU (oneDNN), also good on GPU
             models.avct.to(memory_format=torch.channels_last)       # its per-frame token CNNs: ~1.3x on CPU
-        self._render = models.generator.render
+        self._render = renderer_for(models.generator, models.keypoint_detector, backend, self.device, self.dtype)
         self.compiled = compile
+        if compile and backend != "torch":
+            raise AvctError("--compile is for the torch backend; the openvino backends compile their own graph")
         if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: on par with the eager folds, benchmarks/speed.py)
             import torch._inductor.config as inductor_config
 
