@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from avct.checkpoints import load_models
     from avct.default_weights import resolve_checkpoint
-    from avct.options import GenerateOptions
-    from avct.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.options import GenerateOptions
+    from avct.inference.pipeline import Pipeline, load_reference, load_speech
     from avct.video import read_video
 
     pipeline = Pipeline(load_models(resolve_checkpoint(args.checkpoint)), device="cpu")

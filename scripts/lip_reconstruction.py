@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from avct.eval.heldout import write_wav
     from avct.eval.lips import compare_measures, measure_frames
     from avct.io_utils import atomic_write_text
-    from avct.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline, load_reference, load_speech
     from avct.video import write_video
 
     out = Path(args.out)

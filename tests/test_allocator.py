@@ -12,7 +12,7 @@ import pytest
 
 PROBE = """
 import json, resource, sys, torch
-from avct.devices import keep_large_allocations_in_heap
+from avct.inference.devices import keep_large_allocations_in_heap
 from avct.models.blocks import UpBlock2d
 tuned = keep_large_allocations_in_heap() if sys.argv[1] == "1" else False
 torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""`avct batch` / `avct.batch.run_batch`: real videos from a CSV manifest with good and bad rows, resumed
+"""`avct batch` / `avct.inference.batch.run_batch`: real videos from a CSV manifest with good and bad rows, resumed
 runs, JSONL, output paths kept inside the folder, and the rank split of several processes."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avct.batch import plan_jobs, read_manifest, run_batch
+from avct.inference.batch import plan_jobs, read_manifest, run_batch
 from avct.cli import main
 from avct.errors import AvctError
 from avct.io_utils import atomic_write_bytes
-from avct.options import GenerateOptions
+from avct.inference.options import GenerateOptions
 
 from shared_files import IMAGES, require
 
@@ -43,7 +43,7 @@ def inputs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pipeline():
     from avct.default_weights import resolve_checkpoint
-    from avct.pipeline import Pipeline
+    from avct.inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoint(resolve_checkpoint(None))
 

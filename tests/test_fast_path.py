@@ -6,8 +6,8 @@ import torch
 
 from avct.audio.features import acoustic_features
 from avct.audio.phonemes import frame_phoneme_ids, read_phoneme_json
-from avct.per_frame import per_frame_predictions
-from avct.pipeline import Pipeline, Speech, load_reference
+from avct.testing.per_frame import per_frame_predictions
+from avct.inference.pipeline import Pipeline, Speech, load_reference
 
 
 NUM_FRAMES = 14

@@ -15,9 +15,9 @@ from avct.cli import build_parser, generate_options, main
 from avct.errors import AvctError
 from avct.face.landmarks import detect_faces
 from avct.models.keypoints import Keypoints
-from avct.motion_controls import (hold_missing, hold_pose, loop_frames, scale_common_translation, scale_mouth,
+from avct.inference.motion_controls import (hold_missing, hold_pose, loop_frames, scale_common_translation, scale_mouth,
                                   scale_poses, transfer_pose_changes)
-from avct.options import GenerateOptions
+from avct.inference.options import GenerateOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "examples" / "astronaut.png"
@@ -108,7 +108,7 @@ def setup(tmp_path_factory):
     """Bundled weights, the example photo and the first 2 s of the example speech."""
     from avct.audio.decode import load_audio
     from avct.default_weights import resolve_checkpoint
-    from avct.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline, load_reference, load_speech
 
     audio = load_audio(SPEECH)
     short = tmp_path_factory.mktemp("speech") / "speech_2s.wav"
@@ -190,7 +190,7 @@ def test_pose_from_moves_the_head_like_the_clip(setup, data, default_frames):
     """The pose track is the clip's pose changes on the photo's pose, and the rendered head follows the
     clip's head: the nose's horizontal path correlates with the clip's (it does not without pose_from)."""
     from avct.video import read_video
-    from avct.video_poses import video_head_poses
+    from avct.inference.video_poses import video_head_poses
 
     pipe, reference, speech = setup
     clip = data / "video" / POSE_CLIP

@@ -3,7 +3,7 @@ without AVX-512-BF16/AMX PyTorch emulates bf16 convolutions far slower than fp32
 import pytest
 import torch
 
-from avct import devices
+from avct.inference import devices
 from avct.errors import AvctError, AvctNotice
 
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""The sharp full-resolution path (avct.sharp): analytic motions on real photos, paste-back, sizes."""
+"""The sharp full-resolution path (avct.inference.sharp): analytic motions on real photos, paste-back, sizes."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from avct.models.blocks import make_coordinate_grid
-from avct.options import GenerateOptions
-from avct.sharp import SharpCompositor, make_canvas
+from avct.inference.options import GenerateOptions
+from avct.inference.sharp import SharpCompositor, make_canvas
 from shared_files import shared_image
 
 GRID = 64
@@ -123,7 +123,7 @@ def test_a_6000px_photo_is_capped_before_any_full_size_work():
 def pipeline():
     from avct.checkpoints import load_models
     from avct.default_weights import default_weights_dir
-    from avct.pipeline import Pipeline
+    from avct.inference.pipeline import Pipeline
 
     return Pipeline(load_models(default_weights_dir()), device="cpu")
 
@@ -136,7 +136,7 @@ def speech_2s(tmp_path_factory):
     import scipy.io.wavfile
 
     from avct.audio.decode import load_audio
-    from avct.pipeline import load_speech
+    from avct.inference.pipeline import load_speech
 
     decoded = load_audio(Path(__file__).resolve().parents[1] / "examples" / "speech_librivox_austen_7s.wav")
     wav = tmp_path_factory.mktemp("speech") / "speech_2s.wav"
@@ -161,7 +161,7 @@ def test_sharp_frames_are_as_sharp_as_the_photo(pipeline, data):
     clip's first frame is softer than its median frame); the classic 256² renderer's lose most of it."""
     import itertools
 
-    from avct.pipeline import load_reference, load_speech
+    from avct.inference.pipeline import load_reference, load_speech
     from avct.video import read_video
 
     clip = data / "video" / "hdtf_edmarkey_sadtalker_8s.mp4"
@@ -184,7 +184,7 @@ def test_generate_pastes_into_the_whole_photo(pipeline, speech_2s, tmp_path, dat
 
     from avct.cli import main
     from avct.face.image import read_image
-    from avct.pipeline import load_reference
+    from avct.inference.pipeline import load_reference
     from avct.video import probe_video
 
     image = data / "image" / "obama_frontal_facerec.jpg"          # 910 x 1137: odd height
@@ -214,7 +214,7 @@ def test_odd_photos_animate_at_their_own_size(pipeline, speech_2s, name, tmp_pat
     from PIL import Image
 
     from avct.face.image import read_image
-    from avct.pipeline import load_reference
+    from avct.inference.pipeline import load_reference
 
     if name == "GREY":
         Image.fromarray(shared_image("obama_240p_small_facerec.jpg")).convert("L").save(tmp_path / "grey.png")
@@ -248,7 +248,7 @@ def test_a_small_face_in_a_large_photo(pipeline, speech_2s):
 
     import cv2
 
-    from avct.pipeline import load_reference
+    from avct.inference.pipeline import load_reference
 
     face = shared_image("obama_240p_small_facerec.jpg")           # 427 x 240
     big = np.full((3000, 4500, 3), 90, np.uint8)
@@ -263,7 +263,7 @@ def test_a_small_face_in_a_large_photo(pipeline, speech_2s):
 
 @pytest.mark.parametrize("soft", [(True, True, True, True), (False, True, True, False), (False, False, False, False)])
 def test_feather_strips_cover_exactly_the_soft_pixels(soft):
-    from avct.sharp import _strips, feather_mask
+    from avct.inference.sharp import _strips, feather_mask
 
     feather = feather_mask(90, 120, soft, 10.0)
     covered = np.zeros(feather.shape, int)

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .audio.transcript import read_transcript
 from .errors import AvctError, AvctNotice
-from .devices import PRECISION_CHOICES
-from .options import DEFAULT_MAX_SIZE, RENDER_MODES, parse_face
+from .inference.devices import PRECISION_CHOICES
+from .inference.options import DEFAULT_MAX_SIZE, RENDER_MODES, parse_face
 
 if TYPE_CHECKING:
-    from .options import GenerateOptions
-    from .pipeline import Pipeline
+    from .inference.options import GenerateOptions
+    from .inference.pipeline import Pipeline
 
 
 def _generate_description() -> str:
@@ -38,7 +38,7 @@ def _generate_description() -> str:
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     from .audio.features import F0_METHODS
-    from .options import GenerateOptions
+    from .inference.options import GenerateOptions
 
     p = sub.add_parser("generate", help="image + speech -> talking-head mp4", description=_generate_description(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,7 +91,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def load_pipeline(args: argparse.Namespace, device: str | None = None) -> "Pipeline":
     """The Pipeline of ``_add_model_options``' arguments (``device`` overrides ``--device``)."""
-    from .pipeline import Pipeline
+    from .inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoints(args.checkpoint, device=device or args.device, precision=args.precision,
                                      batch_size=args.batch_size, compile=args.compile)
@@ -110,7 +110,7 @@ def _add_motion_controls(p: argparse.ArgumentParser) -> None:
 
 def generate_options(args: argparse.Namespace) -> "GenerateOptions":
     """The per-job options of ``generate``'s arguments, parsed and checked by GenerateOptions."""
-    from .options import GenerateOptions
+    from .inference.options import GenerateOptions
 
     return GenerateOptions.from_mapping({
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
@@ -130,7 +130,7 @@ def require_file(what: str, path: str | Path | None) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import load_job_reference, load_speech
+    from .inference.pipeline import load_job_reference, load_speech
     from .video import check_output_name
 
     for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes),
@@ -169,7 +169,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     import os
 
-    from .batch import process_share, read_manifest, run_batch
+    from .inference.batch import process_share, read_manifest, run_batch
 
     read_manifest(args.manifest)  # a bad manifest fails before the weights load
     rank, world_size = process_share()

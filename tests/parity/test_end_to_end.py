@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from avct.options import GenerateOptions
-from avct.pipeline import Pipeline, Reference, Speech
+from avct.inference.options import GenerateOptions
+from avct.inference.pipeline import Pipeline, Reference, Speech
 from parity_data import golden
 
 

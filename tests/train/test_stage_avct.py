@@ -51,8 +51,8 @@ def test_registry_finds_the_stage():
 
 
 def test_sequences_match_the_inference_windows(tiny_dataset):
-    from avct.per_frame import window
-    from avct.pipeline import Speech
+    from avct.testing.per_frame import window
+    from avct.inference.pipeline import Speech
 
     ds = AvctSequences(tiny_dataset, seq_len=SEQ, num_w=5)
     clip = ds.clips[0]
@@ -121,7 +121,7 @@ def test_avct_overfits_a_fixed_sequence(avct_run, tiny_dataset, inits):
 
 
 def test_export_merge_and_generate(avct_run, inits, tmp_path):
-    from avct.pipeline import Pipeline, Reference, Speech
+    from avct.inference.pipeline import Pipeline, Reference, Speech
 
     stage, _, weights = avct_run
     models = load_models(weights)

@@ -252,7 +252,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
     ``syncnet``: a syncnet_v2 state-dict file, a D_sync directory, or any :class:`SyncEmbedder`;
     None skips AVOff/AVConf (null). Returns the summary (also written as ``summary.json``).
     """
-    from ..devices import resolve_device
+    from ..inference.devices import resolve_device
     from ..video import probe_video
 
     if frame_step < 1 or detect_every < 1 or batch_size < 1:

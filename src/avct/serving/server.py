@@ -14,8 +14,8 @@ log = logging.getLogger("avct.serve")
 
 def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = "auto", precision: str = "fp32",
                   batch_size: int = 8):
-    """One :class:`~avct.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
-    from ..pipeline import Pipeline
+    """One :class:`~avct.inference.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
+    from ..inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoints(checkpoints, device=device, precision=precision, batch_size=batch_size)
 

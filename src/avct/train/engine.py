@@ -46,7 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..devices import resolve_device
+from ..inference.devices import resolve_device
 from ..errors import AvctError
 from ..io_utils import atomic_write_text, chmod_default
 from .config import TrainConfig, load_config, to_dict, to_yaml

@@ -1,7 +1,7 @@
 """AVCT stage: the Audio-Visual Correlation Transformer with batched sequential training (paper §3, Eq. 2).
 
 An item (BST) is T successive frames of one clip plus what the AVCT needs for each frame's 11-frame
-window, built exactly as inference builds it (avct.pipeline / avct.per_frame): phoneme ids padded with
+window, built exactly as inference builds it (avct.inference.pipeline / avct.testing.per_frame): phoneme ids padded with
 SIL (31), zero audio rows outside the clip, pose boxes of the clamped ground-truth poses. The AVCT runs
 once per step on the T+10 per-position tokens and gathers the T windows (``SequenceAVCT``); the FROZEN
 renderer (E_kd + E_r) draws the T frames from a reference frame of the same clip. Losses (Eq. 2):

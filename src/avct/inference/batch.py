@@ -6,7 +6,7 @@ The manifest is CSV (a header row) or JSONL (one JSON object per line), one vide
 * ``output`` (optional): a file name or relative path inside the output folder (``..`` and absolute
   paths are refused); without it ``<image stem>__<audio stem>.mp4``, numbered ``-2``, ``-3``, ... when
   several rows would get the same name;
-* any :class:`~avct.options.GenerateOptions` name as a column (``transcript``, ``still``,
+* any :class:`~avct.inference.options.GenerateOptions` name as a column (``transcript``, ``still``,
   ``pose_scale``, ...), parsed by ``GenerateOptions.from_mapping`` (empty cells mean the default);
   ``phonemes``, ``pose_from`` and a transcript *file* are paths relative to the manifest too.
 
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import AvctError, AvctNotice
-from .io_utils import atomic_write_text
+from ..errors import AvctError, AvctNotice
+from ..io_utils import atomic_write_text
 from .options import GenerateOptions
 
 REPORT_FIELDS = ("row", "image", "audio", "output", "status", "seconds", "reason")
@@ -210,7 +210,7 @@ def _plan_row(number: int, record: dict[str, Any] | str, base: Path) -> Job:
 
 def _transcript(value: Any, base: Path) -> str | None:
     """A transcript cell: the text, or a .txt file (relative to the manifest) holding it."""
-    from .audio.transcript import looks_like_transcript_file, read_transcript
+    from ..audio.transcript import looks_like_transcript_file, read_transcript
 
     if not isinstance(value, str) or not value.strip():
         return None
@@ -221,7 +221,7 @@ def _transcript(value: Any, base: Path) -> str | None:
 def _inside(out_dir: Path, name: str) -> str:
     """``name`` as a clean relative path inside ``out_dir`` (posix form); AvctError if it would leave it
     or is no .mp4."""
-    from .video import check_output_name
+    from ..video import check_output_name
 
     path = Path(name)
     if path.is_absolute() or ".." in path.parts:
@@ -256,7 +256,7 @@ def report_name(rank: int, world_size: int) -> str:
 def run_batch(manifest: str | os.PathLike, out_dir: str | os.PathLike, pipeline, *, rank: int | None = None,
               world_size: int | None = None, progress: bool = False) -> BatchReport:
     """Generate this process's share of the manifest's rows into ``out_dir`` with one loaded
-    :class:`~avct.pipeline.Pipeline`; returns (and writes) the report. See the module docstring."""
+    :class:`~avct.inference.pipeline.Pipeline`; returns (and writes) the report. See the module docstring."""
     from tqdm import tqdm
 
     rank, world_size = process_share(rank, world_size)

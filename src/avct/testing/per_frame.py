@@ -14,12 +14,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .audio.features import ROWS_PER_FRAME
-from .audio.phonemes import SIL_ID
-from .face.pose_box import draw_pose_boxes
-from .models.blocks import plain_layers
-from .models.motion import relative_motion
-from .pipeline import Pipeline, Reference, Speech
+from ..audio.features import ROWS_PER_FRAME
+from ..audio.phonemes import SIL_ID
+from ..face.pose_box import draw_pose_boxes
+from ..models.blocks import plain_layers
+from ..models.motion import relative_motion
+from ..inference.pipeline import Pipeline, Reference, Speech
 
 
 def window(speech: Speech, poses: np.ndarray, rid: int, num_w: int):

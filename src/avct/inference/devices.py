@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import AvctError, notice
+from ..errors import AvctError, notice
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISION_CHOICES = ("auto", *PRECISIONS)

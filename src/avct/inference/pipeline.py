@@ -21,15 +21,15 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio.features import ROWS_PER_FRAME, acoustic_features
-from .audio.phonemes import SIL_ID, frame_phoneme_ids, read_phoneme_json
-from .checkpoints import AvctModels, load_models
+from ..audio.features import ROWS_PER_FRAME, acoustic_features
+from ..audio.phonemes import SIL_ID, frame_phoneme_ids, read_phoneme_json
+from ..checkpoints import AvctModels, load_models
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
-from .errors import AvctError
-from .face.image import read_image, resize_256, to_tensor
-from .face.pose_box import draw_pose_box, draw_pose_boxes
-from .models.keypoints import Keypoints
-from .models.motion import relative_motion
+from ..errors import AvctError
+from ..face.image import read_image, resize_256, to_tensor
+from ..face.pose_box import draw_pose_box, draw_pose_boxes
+from ..models.keypoints import Keypoints
+from ..models.motion import relative_motion
 from .options import GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas
 
@@ -85,14 +85,14 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
     A picture without a face the detector can find (a dog, a drawing) is animated whole, resized to
     256² as with ``crop=False``, from a frontal head pose, with a notice: the renderer warps any picture,
     and refusing would only send the user through ``--no-crop`` and ``--pose`` by hand."""
-    from .face.landmarks import NoFaceError
+    from ..face.landmarks import NoFaceError
 
     rgb = read_image(image) if not isinstance(image, np.ndarray) else image
     name = str(image) if not isinstance(image, np.ndarray) else "the image"
     crop_box, landmarks, faceless = None, None, False
     if crop:
-        from .face.crop import crop_reference
-        from .face.landmarks import select_face
+        from ..face.crop import crop_reference
+        from ..face.landmarks import select_face
 
         try:
             cropped = crop_reference(rgb, select_face(rgb, face, source_name=name))
@@ -102,7 +102,7 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
     else:
         rgb_256 = resize_256(rgb)
     if pose is None and not faceless:
-        from .face.head_pose import estimate_head_pose, reference_pose
+        from ..face.head_pose import estimate_head_pose, reference_pose
 
         try:
             pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
@@ -121,8 +121,8 @@ def load_job_reference(image: str | os.PathLike | np.ndarray, options: GenerateO
 
 def _faceless_pose(name: str, pose: np.ndarray | None) -> np.ndarray:
     """The notice for a picture without a face, and its pose: the given one, else a frontal head."""
-    from .errors import notice
-    from .face.head_pose import FRONTAL_POSE, format_pose
+    from ..errors import notice
+    from ..face.head_pose import FRONTAL_POSE, format_pose
 
     if pose is not None:
         notice(f"no face found in {name}; animating the whole picture")
@@ -140,8 +140,8 @@ def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None 
 
     ``f0``: "fast" or "official" F0 (:mod:`avct.audio.features`). ``on_progress(fraction)``: the share
     of the front-end done, increasing, ending at 1.0 (may be called from a worker thread)."""
-    from .audio.decode import load_audio
-    from .audio.frontend import features_and_phonemes
+    from ..audio.decode import load_audio
+    from ..audio.frontend import features_and_phonemes
 
     words = read_phoneme_json(phonemes) if phonemes is not None else None
     decoded = load_audio(audio)
@@ -159,7 +159,7 @@ class Pipeline:
     def __init__(self, models: AvctModels, device: str | torch.device | None = "auto", precision: str = "fp32",
                  batch_size: int = 8, channels_last: bool = True, compile: bool = False, tune_allocator: bool = True):
         """``tune_allocator``: on the CPU, let glibc keep large tensors in its heap
-        (:func:`~avct.devices.keep_large_allocations_in_heap`, process-wide, ~20% faster); off, the
+        (:func:`~avct.inference.devices.keep_large_allocations_in_heap`, process-wide, ~20% faster); off, the
         process keeps the default allocator (the benchmark's per-frame baseline, as the official code runs)."""
         models.require("keypoint_detector", "generator", "avct", "head_motion")
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -195,8 +195,8 @@ class Pipeline:
     def from_checkpoints(cls, paths: Sequence[str | os.PathLike | None] | None = None, **kwargs) -> "Pipeline":
         """Networks from several sources, later ones adding or overriding (official checkpoints, avct
         weights, training runs); no paths, or ``default``: the weights bundled with avct."""
-        from .checkpoints import merge_models
-        from .default_weights import resolve_checkpoint
+        from ..checkpoints import merge_models
+        from ..default_weights import resolve_checkpoint
 
         return cls(merge_models([load_models(resolve_checkpoint(p)) for p in paths or [None]]), **kwargs)
 
@@ -251,7 +251,7 @@ class Pipeline:
     def controlled_head_poses(self, reference: Reference, speech: Speech,
                               options: GenerateOptions | None = None) -> np.ndarray:
         """(N, 6) head poses of a job: :meth:`head_poses` with the motion controls of ``options``
-        (still, pose_scale, pose_from; :mod:`avct.motion_controls`)."""
+        (still, pose_scale, pose_from; :mod:`avct.inference.motion_controls`)."""
         from .motion_controls import driving_poses
 
         return driving_poses(options or GenerateOptions(), reference.pose, speech.num_frames,
@@ -336,7 +336,7 @@ class Pipeline:
     def frames(self, reference: Reference, speech: Speech, chunk: int = 64, *,
                options: GenerateOptions | None = None) -> Iterator[np.ndarray]:
         """Yield (H, W, 3) uint8 RGB frames, one per 40 ms of speech: by default the whole photo with
-        the face animated at the photo's resolution (:mod:`avct.sharp`); ``render="classic"``: the
+        the face animated at the photo's resolution (:mod:`avct.inference.sharp`); ``render="classic"``: the
         renderer's own 256² crops, the official output."""
         options = options or GenerateOptions()
         if options.render == "classic":
@@ -367,7 +367,7 @@ class Pipeline:
                     frames_dir: str | os.PathLike | None = None,
                     progress: bool | Callable[[int, int], None] = False) -> Path:
         """Render all frames into an H.264/AAC mp4 at 25 fps with the original audio, atomically."""
-        from .video import VideoWriter
+        from ..video import VideoWriter
 
         frames = self.frames(reference, speech, options=options)
         total = speech.num_frames

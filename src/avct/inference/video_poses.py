@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AvctError
+from ..errors import AvctError
 
 
 def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) -> np.ndarray:
     """(T, 6) head poses ``[Rx, Ry, Rz, Tx, Ty, Tz]`` of the video's speaker at 25 fps, at most
     ``max_frames`` of them; NaN rows where the face was lost. AvctError (one line, naming the video)
     when the video cannot be read or shows no usable face."""
-    from .data.dataset import FPS
-    from .data.preprocess import choose_crop, scan_video, speaker_crops
-    from .face.head_pose import estimate_head_pose
-    from .video import probe_video
+    from ..data.dataset import FPS
+    from ..data.preprocess import choose_crop, scan_video, speaker_crops
+    from ..face.head_pose import estimate_head_pose
+    from ..video import probe_video
 
     path = Path(path)
     if path.is_dir():

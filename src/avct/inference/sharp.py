@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from .models.blocks import make_coordinate_grid
+from ..models.blocks import make_coordinate_grid
 from .options import GenerateOptions
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom), right/bottom exclusive

@@ -4,7 +4,7 @@ The command line (``avct generate``), the HTTP API (form fields), batch manifest
 and the Python API (``Pipeline.generate(..., **options)``) all go through :class:`GenerateOptions`, so a
 new option, its default, its type and its validation are written once. Options of the *process*
 (device, precision, batch size, compile) are not here: they belong to the loaded
-:class:`~avct.pipeline.Pipeline`, which serves many jobs.
+:class:`~avct.inference.pipeline.Pipeline`, which serves many jobs.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from .errors import AvctError
+from ..errors import AvctError
 
 RENDER_MODES = ("sharp", "classic")
 FACE_CHOICES = ("largest", "center")
@@ -96,7 +96,7 @@ class GenerateOptions:
 
     def validate(self) -> None:
         """Raise AvctError (one line) for any value a user could have mistyped."""
-        from .audio.features import check_f0_method
+        from ..audio.features import check_f0_method
 
         self.f0 = check_f0_method(str(self.f0).strip().lower())
         if self.render not in RENDER_MODES:
