@@ -108,7 +108,7 @@ def main() -> None:
     from avct.audio.decode import load_audio
     from avct.audio.features import acoustic_features
     from avct.audio.phonemes import frame_phoneme_ids
-    from avct.default_weights import default_weights_dir
+    from avct.weights.bundled import default_weights_dir
     from avct.inference.pipeline import Pipeline, Speech, load_reference, load_speech
 
     recognize._decoder(recognize.DEFAULT_MODE)  # model loading is a one-off per process, not per second

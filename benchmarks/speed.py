@@ -90,8 +90,8 @@ def output_paths(pipeline, speech, n: int, label: str) -> dict:
 def outputs_only(args) -> dict:
     """The sharp path against the classic renderer alone (no per-frame baseline): official size, then the
     bundled weights, bf16, the same speech."""
-    from avct.checkpoints import load_models
-    from avct.default_weights import default_weights_dir
+    from avct.weights.store import load_models
+    from avct.weights.bundled import default_weights_dir
     from avct.inference.pipeline import Pipeline, Speech
     from avct.testing.weight_fill import filled_models
 
@@ -155,8 +155,8 @@ def speed(args) -> dict:
         results.update(fps_bf16_compiled=fps_c, speedup_bf16_compiled=fps_c / slow_fps, psnr_bf16_compiled=psnr(f32, fc))
     results.update(output_paths(plow, speech, n_fast, "official"))
     if not args.inputs:
-        from avct.checkpoints import load_models
-        from avct.default_weights import default_weights_dir
+        from avct.weights.store import load_models
+        from avct.weights.bundled import default_weights_dir
 
         bundled = Pipeline(load_models(default_weights_dir()), device=device, precision=low, batch_size=args.batch_size)
         results.update(output_paths(bundled, speech, n_fast, "bundled"))
@@ -224,7 +224,7 @@ def memory_probe(wav: str, phonemes: str, frames: int, device: str) -> None:
 
     from avct.inference.pipeline import Pipeline, load_reference, load_speech
     from avct.testing.weight_fill import filled_models
-    from avct.video import VideoWriter
+    from avct.video.writer import VideoWriter
 
     pipeline = Pipeline(filled_models(), device=device, precision="fp32")
     gc.collect()

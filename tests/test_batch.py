@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avct.inference.batch import plan_jobs, read_manifest, run_batch
-from avct.cli import main
+from avct.cli.main import main
 from avct.errors import AvctError
 from avct.io_utils import atomic_write_bytes
 from avct.inference.options import GenerateOptions
@@ -42,7 +42,7 @@ def inputs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline():
-    from avct.default_weights import resolve_checkpoint
+    from avct.weights.bundled import resolve_checkpoint
     from avct.inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoint(resolve_checkpoint(None))
@@ -78,7 +78,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def test_csv_manifest_good_and_bad_rows_then_resume(inputs, pipeline, data, tmp_path, capsys):
-    from avct.video import probe_video
+    from avct.video.writer import probe_video
 
     manifest = _write_csv(inputs / "jobs.csv", [
         {"image": "face.png", "audio": "hello.wav"},                                        # name derived

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from avct.checkpoints import load_models, load_official, save_models
-from avct.cli import main
+from avct.weights.store import load_models, load_official, save_models
+from avct.cli.main import main
 from avct.config import ModelConfig, small_config
 from avct.errors import AvctError
 
@@ -22,7 +22,7 @@ class _Evil:
 
 
 def _small_models():
-    from avct.checkpoints import COMPONENTS, AvctModels, build_component
+    from avct.weights.store import COMPONENTS, AvctModels, build_component
 
     cfg = small_config()
     models = AvctModels(cfg)
@@ -127,7 +127,7 @@ def test_half_storage_round_trip_and_convert_with_syncnet(small_checkpoint_dir, 
     loads back as fp32 within fp16 rounding; --syncnet puts a D_sync beside the weights."""
     from safetensors import safe_open
 
-    from avct.checkpoints import half_tensor
+    from avct.weights.store import half_tensor
     from avct.models.discriminators import SyncNet, SyncNetConfig, load_syncnet, save_syncnet
 
     big = torch.tensor([1.0, 1e6])

@@ -8,8 +8,8 @@ import pytest
 import scipy.io.wavfile
 from PIL import Image
 
-from avct.cli import main
-from avct.video import probe_video
+from avct.cli.main import main
+from avct.video.writer import probe_video
 from parity_data import golden
 
 POSE = "0.017,0.025,0.026,-1.2,26.8,246.8"
@@ -116,7 +116,7 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path):
 
 def test_generate_combines_runs(good, small_checkpoint_dir, tmp_path):
     """Weights of separate training runs (e.g. avct + headmotion) are used together without conversion."""
-    from avct.checkpoints import AvctModels, load_models, save_models
+    from avct.weights.store import AvctModels, load_models, save_models
 
     full = load_models(small_checkpoint_dir)
     avct_run = save_models(AvctModels(full.config, keypoint_detector=full.keypoint_detector,

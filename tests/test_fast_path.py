@@ -17,7 +17,7 @@ NUM_FRAMES = 14
 def models(official_checkpoint_dir):
     """Official-size networks loaded from the official-layout files, with near-identity jacobian heads
     (see ``shrink_jacobian_heads``: the rule's raw jacobians amplify batching noise beyond 1e-4)."""
-    from avct.checkpoints import load_models
+    from avct.weights.store import load_models
     from avct.testing.weight_fill import shrink_jacobian_heads
 
     m = load_models(official_checkpoint_dir)

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from avct.cli import main
-from avct.video import probe_video, read_video
+from avct.cli.main import main
+from avct.video.writer import probe_video, read_video
 
 
 @pytest.fixture(scope="module")

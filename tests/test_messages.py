@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avct.cli import main
+from avct.cli.main import main
 from avct.errors import AvctError, AvctNotice
 from avct.face.head_pose import FRONTAL_POSE
 from avct.face.landmarks import detect_faces, select_face
@@ -97,7 +97,7 @@ def test_faceless_pictures_give_frames_of_that_picture():
     from avct.audio.decode import load_audio
     from avct.audio.features import acoustic_features
     from avct.audio.phonemes import SIL_ID
-    from avct.default_weights import resolve_checkpoint
+    from avct.weights.bundled import resolve_checkpoint
     from avct.inference.pipeline import Pipeline, Speech, load_reference
 
     audio = load_audio(SPEECH)
@@ -136,7 +136,7 @@ def _wav(path: Path, seconds: float, rate: int = 16000) -> Path:
     (170, r"the picture \(6\.80 s\) runs 0\.36 s past the end of the sound \(6\.44 s\); the end is silent"),
 ])
 def test_picture_and_sound_length_note(frames, note, tmp_path):
-    from avct.video import VideoWriter
+    from avct.video.writer import VideoWriter
 
     audio = _wav(tmp_path / "a.wav", 6.444)
     with warnings.catch_warnings(record=True) as caught:
@@ -153,7 +153,7 @@ def test_picture_and_sound_length_note(frames, note, tmp_path):
 
 
 def test_generate_help_says_what_comes_out_and_where_the_model_card_is(capsys):
-    from avct.default_weights import MODEL_CARD
+    from avct.weights.bundled import MODEL_CARD
 
     with pytest.raises(SystemExit) as info:
         main(["generate", "--help"])

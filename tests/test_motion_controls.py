@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from avct.cli import build_parser, generate_options, main
+from avct.cli.main import build_parser, generate_options, main
 from avct.errors import AvctError
 from avct.face.landmarks import detect_faces
 from avct.models.keypoints import Keypoints
@@ -107,7 +107,7 @@ def test_bad_motion_flags_are_one_line_errors(flags, message, tmp_path, capsys):
 def setup(tmp_path_factory):
     """Bundled weights, the example photo and the first 2 s of the example speech."""
     from avct.audio.decode import load_audio
-    from avct.default_weights import resolve_checkpoint
+    from avct.weights.bundled import resolve_checkpoint
     from avct.inference.pipeline import Pipeline, load_reference, load_speech
 
     audio = load_audio(SPEECH)
@@ -189,7 +189,7 @@ def test_mouth_scale(setup, default_frames, still_frames):
 def test_pose_from_moves_the_head_like_the_clip(setup, data, default_frames):
     """The pose track is the clip's pose changes on the photo's pose, and the rendered head follows the
     clip's head: the nose's horizontal path correlates with the clip's (it does not without pose_from)."""
-    from avct.video import read_video
+    from avct.video.writer import read_video
     from avct.inference.video_poses import video_head_poses
 
     pipe, reference, speech = setup

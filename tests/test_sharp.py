@@ -121,8 +121,8 @@ def test_a_6000px_photo_is_capped_before_any_full_size_work():
 # ---- with the bundled weights: real photos and clips ----------------------------------------------------
 @pytest.fixture(scope="module")
 def pipeline():
-    from avct.checkpoints import load_models
-    from avct.default_weights import default_weights_dir
+    from avct.weights.store import load_models
+    from avct.weights.bundled import default_weights_dir
     from avct.inference.pipeline import Pipeline
 
     return Pipeline(load_models(default_weights_dir()), device="cpu")
@@ -162,7 +162,7 @@ def test_sharp_frames_are_as_sharp_as_the_photo(pipeline, data):
     import itertools
 
     from avct.inference.pipeline import load_reference, load_speech
-    from avct.video import read_video
+    from avct.video.writer import read_video
 
     clip = data / "video" / "hdtf_edmarkey_sadtalker_8s.mp4"
     photo = next(read_video(clip))
@@ -182,10 +182,10 @@ def test_generate_pastes_into_the_whole_photo(pipeline, speech_2s, tmp_path, dat
     """CLI, bundled weights: full-size mp4 + PNG frames; outside the face crop every PNG is the photo."""
     from PIL import Image
 
-    from avct.cli import main
+    from avct.cli.main import main
     from avct.face.image import read_image
     from avct.inference.pipeline import load_reference
-    from avct.video import probe_video
+    from avct.video.writer import probe_video
 
     image = data / "image" / "obama_frontal_facerec.jpg"          # 910 x 1137: odd height
     wav, _ = speech_2s

@@ -1,4 +1,4 @@
-"""avct.video: H.264 + AAC mp4 writing (streamed, atomic, audio never cut) and reading/probing."""
+"""avct.video.writer: H.264 + AAC mp4 writing (streamed, atomic, audio never cut) and reading/probing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from avct import video  # noqa: E402
+from avct.video import writer as video  # noqa: E402
 from avct.errors import AvctError  # noqa: E402
-from avct.video import VideoWriter, probe_video, read_video, write_video  # noqa: E402
+from avct.video.writer import VideoWriter, probe_video, read_video, write_video  # noqa: E402
 
 FPS = 25.0
 ONE_FRAME = 1 / FPS

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-import avct.data.preprocess as pp
-from avct.data.preprocess import Detection, choose_crop, preprocess
+import avct.data.preprocess.run as pp
+from avct.data.preprocess.run import Detection, choose_crop, preprocess
 from avct.errors import AvctError
 
 MAX_S = 3.0
@@ -39,7 +39,7 @@ def _name(file: str) -> str:
 
 def _make_bad_clips(folder: Path, data: Path) -> None:
     """Synthetic inputs for the rules no shared clip exercises: two comparable faces, too short, corrupt."""
-    from avct.video import write_video
+    from avct.video.writer import write_video
 
     folder.mkdir()
     audio = data / "audio" / "edtalk_11_7s.wav"
@@ -167,7 +167,7 @@ def test_poses_and_mouth_boxes_are_plausible(run, file):
 
 def test_30fps_clip_is_resampled_by_timestamps(run, data):
     """kristinoem is 30 fps from t = 0: frame i must be source frame round(1.2 i) cut with the clip's box."""
-    from avct.video import read_video
+    from avct.video.writer import read_video
 
     _, root, _, _ = run
     folder = root / "clips" / "kristinoem_styletalk_18s"

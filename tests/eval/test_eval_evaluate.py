@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from avct.errors import AvctError
-from avct.eval import cli as eval_cli
+from avct.cli import evaluate as eval_cli
 from avct.eval import evaluate as ev
 from avct.eval.fid import inception_weights_path
 

@@ -34,7 +34,7 @@ def heldout(data, tmp_path_factory, pipeline):
 
 
 def test_every_variant_has_every_clip_with_the_same_length(heldout):
-    from avct.video import probe_video
+    from avct.video.writer import probe_video
 
     _, folders = heldout
     assert set(folders) == {"reference", "generated", "classic", "static", "rendered_static"}
@@ -47,7 +47,7 @@ def test_every_variant_has_every_clip_with_the_same_length(heldout):
 
 def test_baselines_hold_still_on_the_right_picture(heldout, pipeline):
     from avct.inference.pipeline import load_reference
-    from avct.video import read_video
+    from avct.video.writer import read_video
 
     root, folders = heldout
     first = np.load(Path(root) / "clips" / "obama_00" / "frames.npy")[0]
@@ -110,7 +110,7 @@ def test_comparison_table_of_the_variants(tmp_path):
 def test_reenactment_with_the_clip_itself(heldout):
     """Driven by its own first frame the renderer draws its still picture; then one frame per driving
     frame, each moved by that frame's keypoints (relative to the first). Bundled weights: a real renderer."""
-    from avct.default_weights import default_weights_dir
+    from avct.weights.bundled import default_weights_dir
     from avct.inference.pipeline import Pipeline, load_reference
 
     pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from avct.serving.client import download_video, encode_multipart, job_status, request, submit_job, wait_for_job
-from avct.video import probe_video
+from avct.video.writer import probe_video
 from live_server import EXAMPLE_IMAGE, SPEECH_SECONDS, wait_until
 from shared_files import IMAGES, require
 
@@ -62,7 +62,7 @@ def test_upload_limit_is_413_while_streaming(serve, speech_2s, tmp_path):
 
 
 def test_bad_input_is_422_with_the_cli_message(serve, speech_2s, tmp_path, capsys):
-    from avct.cli import main
+    from avct.cli.main import main
 
     not_image = tmp_path / "notes.png"                      # text behind an image's name
     not_image.write_text("not a picture", encoding="utf-8")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avct.checkpoints import load_models
+from avct.weights.store import load_models
 from avct.errors import AvctError
 from avct.train.config import PRESET_NAMES, STAGE_NAMES, load_config, preset, to_yaml
 from avct.train.engine import (CHECKPOINTS_DIR, MODULES_FILE, STATE_FILE, StepBatches, latest_checkpoint,
@@ -132,7 +132,7 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     yaml_path.write_text(to_yaml(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "avct.train.cli", "headmotion", "--config", str(yaml_path), "--data", str(tiny_dataset),
+           "-m", "avct.cli.train", "headmotion", "--config", str(yaml_path), "--data", str(tiny_dataset),
            "--out", str(tmp_path / "ddp"), "--device", "cpu", "-q"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -307,7 +307,7 @@ def test_stage_registry(monkeypatch):
 
 
 def test_cli_errors_are_one_line(tiny_dataset, tmp_path, capsys):
-    from avct.train.cli import main
+    from avct.cli.train import main
 
     assert main(["headmotion", "--config", "small", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip()

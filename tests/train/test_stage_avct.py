@@ -8,7 +8,7 @@ import torch
 
 from _stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, overfit_syncnet, seed_all)
-from avct.checkpoints import AvctModels, load_models, save_models
+from avct.weights.store import AvctModels, load_models, save_models
 from avct.config import small_config
 from avct.errors import AvctError
 from avct.models.avct import AudioVisualCorrelationTransformer
@@ -133,7 +133,7 @@ def test_export_merge_and_generate(avct_run, inits, tmp_path):
     # a head-motion run's weights + this run's -> everything `avct generate` needs
     torch.manual_seed(0)
     cfg = small_config()
-    from avct.checkpoints import build_component
+    from avct.weights.store import build_component
 
     head = save_models(AvctModels(cfg, head_motion=build_component("head_motion", cfg)), tmp_path / "head")
     merged = load_models(merge_weights(tmp_path / "merged", weights, head))

@@ -61,7 +61,7 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
     ``pipeline`` is an :class:`avct.inference.pipeline.Pipeline` (its weights are what gets evaluated)."""
     from ..inference.options import GenerateOptions
     from ..inference.pipeline import load_reference, load_speech
-    from ..video import write_video
+    from ..video.writer import write_video
 
     root, out = Path(dataset), Path(out)
     clips = TalkingHeadDataset(root).clips

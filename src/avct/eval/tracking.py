@@ -31,7 +31,7 @@ CROP_SCALE = 0.40
 PAD_VALUE = 110
 CROP_SIZE = 224
 MEDIAN_KERNEL = 13
-MOUTH_MARGIN = 0.25  # as the training data's mouth boxes (avct.data.preprocess.MOUTH_MARGIN)
+MOUTH_MARGIN = 0.25  # as the training data's mouth boxes (avct.data.preprocess.run.MOUTH_MARGIN)
 
 
 @dataclass(frozen=True)

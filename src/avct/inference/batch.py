@@ -221,7 +221,7 @@ def _transcript(value: Any, base: Path) -> str | None:
 def _inside(out_dir: Path, name: str) -> str:
     """``name`` as a clean relative path inside ``out_dir`` (posix form); AvctError if it would leave it
     or is no .mp4."""
-    from ..video import check_output_name
+    from ..video.writer import check_output_name
 
     path = Path(name)
     if path.is_absolute() or ".." in path.parts:

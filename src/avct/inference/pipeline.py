@@ -23,7 +23,7 @@ import torch
 
 from ..audio.features import ROWS_PER_FRAME, acoustic_features
 from ..audio.phonemes import SIL_ID, frame_phoneme_ids, read_phoneme_json
-from ..checkpoints import AvctModels, load_models
+from ..weights.store import AvctModels, load_models
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
 from ..errors import AvctError
 from ..face.image import read_image, resize_256, to_tensor
@@ -195,8 +195,8 @@ class Pipeline:
     def from_checkpoints(cls, paths: Sequence[str | os.PathLike | None] | None = None, **kwargs) -> "Pipeline":
         """Networks from several sources, later ones adding or overriding (official checkpoints, avct
         weights, training runs); no paths, or ``default``: the weights bundled with avct."""
-        from ..checkpoints import merge_models
-        from ..default_weights import resolve_checkpoint
+        from ..weights.store import merge_models
+        from ..weights.bundled import resolve_checkpoint
 
         return cls(merge_models([load_models(resolve_checkpoint(p)) for p in paths or [None]]), **kwargs)
 
@@ -367,7 +367,7 @@ class Pipeline:
                     frames_dir: str | os.PathLike | None = None,
                     progress: bool | Callable[[int, int], None] = False) -> Path:
         """Render all frames into an H.264/AAC mp4 at 25 fps with the original audio, atomically."""
-        from ..video import VideoWriter
+        from ..video.writer import VideoWriter
 
         frames = self.frames(reference, speech, options=options)
         total = speech.num_frames

@@ -1,5 +1,5 @@
 """The head-pose track of a real video (for ``pose_from``), measured as ``avct preprocess`` measures
-training poses: one fixed crop around the speaker (:func:`avct.data.preprocess.choose_crop`), the video
+training poses: one fixed crop around the speaker (:func:`avct.data.preprocess.run.choose_crop`), the video
 resampled to 25 fps by timestamps, dlib landmarks and :func:`avct.face.head_pose.estimate_head_pose` on
 each crop. Only the frames the job needs are decoded past the first ``max_frames``."""
 from __future__ import annotations
@@ -17,9 +17,9 @@ def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) 
     ``max_frames`` of them; NaN rows where the face was lost. AvctError (one line, naming the video)
     when the video cannot be read or shows no usable face."""
     from ..data.dataset import FPS
-    from ..data.preprocess import choose_crop, scan_video, speaker_crops
+    from ..data.preprocess.run import choose_crop, scan_video, speaker_crops
     from ..face.head_pose import estimate_head_pose
-    from ..video import probe_video
+    from ..video.writer import probe_video
 
     path = Path(path)
     if path.is_dir():

@@ -291,10 +291,10 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Te
 
 def save_syncnet(model: SyncNet, out_dir: str | os.PathLike, *, half: bool = False) -> Path:
     """``syncnet.safetensors`` (state dict) + ``syncnet.json`` (format, config, input contract), atomically;
-    ``half`` stores float weights as fp16 (``avct.checkpoints.half_tensor``)."""
+    ``half`` stores float weights as fp16 (``avct.weights.store.half_tensor``)."""
     from safetensors.torch import save_file
 
-    from ..checkpoints import half_tensor
+    from ..weights.store import half_tensor
     from ..io_utils import atomic_path, atomic_write_text
 
     out = Path(out_dir)
@@ -325,7 +325,7 @@ def load_syncnet(path: str | os.PathLike) -> SyncNet:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..checkpoints import load_state_checked, read_format_json
+    from ..weights.store import load_state_checked, read_format_json
 
     path = Path(path)
     if path.is_file():

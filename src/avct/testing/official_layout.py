@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import OFFICIAL_SOURCES, build_component
+from ..weights.store import OFFICIAL_SOURCES, build_component
 from ..config import ModelConfig, official_config
 from .weight_fill import filled_state_dict
 

@@ -100,7 +100,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (OSError, SafetensorError) as e:
             raise AvctError(f"cannot read VGG-19 weights {path}: {e}") from None
-    from ..checkpoints import safe_torch_load  # weights_only=True: never runs pickled code
+    from ..weights.store import safe_torch_load  # weights_only=True: never runs pickled code
 
     state = safe_torch_load(path)
     if "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -135,7 +135,7 @@ def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = Non
         features = {k: v for k, v in state.items() if k.startswith("features.")}
         if not features:
             raise AvctError(f"{path} is not a torchvision vgg19 state dict (no `features.N.weight` keys)")
-        from ..checkpoints import load_state_checked
+        from ..weights.store import load_state_checked
 
         load_state_checked(vgg, features, f"VGG-19 weights {path}")
     elif fallback in (None, "", "error"):

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from ...audio.phonemes import SIL_ID
-from ...checkpoints import AvctModels, load_models, load_state_checked, merge_models, save_models
+from ...weights.store import AvctModels, load_models, load_state_checked, merge_models, save_models
 from ...config import AVCTConfig, ModelConfig
 from ...errors import AvctError
 from ...face.pose_box import draw_pose_boxes

@@ -10,21 +10,21 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .audio.transcript import read_transcript
-from .errors import AvctError, AvctNotice
-from .inference.devices import PRECISION_CHOICES
-from .inference.options import DEFAULT_MAX_SIZE, RENDER_MODES, parse_face
+from .. import __version__
+from ..audio.transcript import read_transcript
+from ..errors import AvctError, AvctNotice
+from ..inference.devices import PRECISION_CHOICES
+from ..inference.options import DEFAULT_MAX_SIZE, RENDER_MODES, parse_face
 
 if TYPE_CHECKING:
-    from .inference.options import GenerateOptions
-    from .inference.pipeline import Pipeline
+    from ..inference.options import GenerateOptions
+    from ..inference.pipeline import Pipeline
 
 
 def _generate_description() -> str:
     import textwrap
 
-    from .default_weights import MODEL_CARD
+    from ..weights.bundled import MODEL_CARD
 
     text = ("Animate the face in a photo with a speech recording. The output is a 25 fps H.264 + AAC mp4 of "
             "the whole photo at its own resolution (long side capped by --max-size), the face animated by "
@@ -37,8 +37,8 @@ def _generate_description() -> str:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    from .audio.features import F0_METHODS
-    from .inference.options import GenerateOptions
+    from ..audio.features import F0_METHODS
+    from ..inference.options import GenerateOptions
 
     p = sub.add_parser("generate", help="image + speech -> talking-head mp4", description=_generate_description(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,7 +91,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def load_pipeline(args: argparse.Namespace, device: str | None = None) -> "Pipeline":
     """The Pipeline of ``_add_model_options``' arguments (``device`` overrides ``--device``)."""
-    from .inference.pipeline import Pipeline
+    from ..inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoints(args.checkpoint, device=device or args.device, precision=args.precision,
                                      batch_size=args.batch_size, compile=args.compile)
@@ -110,7 +110,7 @@ def _add_motion_controls(p: argparse.ArgumentParser) -> None:
 
 def generate_options(args: argparse.Namespace) -> "GenerateOptions":
     """The per-job options of ``generate``'s arguments, parsed and checked by GenerateOptions."""
-    from .inference.options import GenerateOptions
+    from ..inference.options import GenerateOptions
 
     return GenerateOptions.from_mapping({
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
@@ -130,8 +130,8 @@ def require_file(what: str, path: str | Path | None) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .inference.pipeline import load_job_reference, load_speech
-    from .video import check_output_name
+    from ..inference.pipeline import load_job_reference, load_speech
+    from ..video.writer import check_output_name
 
     for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes),
                        ("pose video", args.pose_from)):
@@ -169,7 +169,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     import os
 
-    from .inference.batch import process_share, read_manifest, run_batch
+    from ..inference.batch import process_share, read_manifest, run_batch
 
     read_manifest(args.manifest)  # a bad manifest fails before the weights load
     rank, world_size = process_share()
@@ -204,13 +204,13 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import load_models, merge_models, save_models
+    from ..weights.store import load_models, merge_models, save_models
 
     merged = merge_models([load_models(src) for src in args.sources])
     out = save_models(merged, args.output, half=args.half)
     names = list(merged.components())
     if args.syncnet:
-        from .models.discriminators import load_syncnet, save_syncnet
+        from ..models.discriminators import load_syncnet, save_syncnet
 
         save_syncnet(load_syncnet(args.syncnet), out, half=args.half)
         names.append("syncnet")
@@ -230,9 +230,9 @@ def _add_phonemes(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_phonemes(args: argparse.Namespace) -> int:
-    from .audio.decode import load_audio
-    from .audio.phonemes import write_phoneme_json
-    from .audio.recognize import recognize_phonemes
+    from ..audio.decode import load_audio
+    from ..audio.phonemes import write_phoneme_json
+    from ..audio.recognize import recognize_phonemes
 
     decoded = load_audio(args.audio)
     kwargs = {"mode": args.mode} if args.mode else {}
@@ -254,10 +254,10 @@ def _add_pose(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_pose(args: argparse.Namespace) -> int:
-    from .face.crop import crop_reference
-    from .face.head_pose import estimate_head_pose, format_pose, reference_pose
-    from .face.image import read_image, resize_256
-    from .face.landmarks import select_face
+    from ..face.crop import crop_reference
+    from ..face.head_pose import estimate_head_pose, format_pose, reference_pose
+    from ..face.image import read_image, resize_256
+    from ..face.landmarks import select_face
 
     rgb = read_image(args.image)
     if args.no_crop:
@@ -272,7 +272,7 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    from .serving.settings import ServeSettings  # no FastAPI import: `avct --help` stays fast
+    from ..serving.settings import ServeSettings  # no FastAPI import: `avct --help` stays fast
 
     d = ServeSettings()
     p = sub.add_parser("serve", help="web page + HTTP API (jobs: upload, poll, download) on one loaded model",
@@ -297,8 +297,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serving.server import serve
-    from .serving.settings import ServeSettings
+    from ..serving.server import serve
+    from ..serving.settings import ServeSettings
 
     serve(ServeSettings.from_values(vars(args)), checkpoints=args.checkpoint, device=args.device,
           precision=args.precision)
@@ -309,9 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avct", description="One-shot talking-head generation (AVCT).")
     parser.add_argument("--version", action="version", version=f"avct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from .data.preprocess import add_preprocess_parser
-    from .eval.cli import add_evaluate_parser
-    from .train.cli import add_train_parser
+    from ..data.preprocess.run import add_preprocess_parser
+    from .evaluate import add_evaluate_parser
+    from .train import add_train_parser
 
     for add in (_add_generate, _add_batch, _add_convert, _add_phonemes, _add_pose, add_preprocess_parser,
                 add_train_parser, add_evaluate_parser, _add_serve):

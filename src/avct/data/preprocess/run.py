@@ -55,9 +55,9 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from ..errors import AvctError
-from ..io_utils import atomic_write_text, chmod_default
-from .dataset import FORMAT, FPS, IMAGE_SIZE, SAMPLE_RATE, SUPPORTED_VERSIONS, read_index
+from ...errors import AvctError
+from ...io_utils import atomic_write_text, chmod_default
+from ..dataset import FORMAT, FPS, IMAGE_SIZE, SAMPLE_RATE, SUPPORTED_VERSIONS, read_index
 
 log = logging.getLogger(__name__)
 
@@ -386,8 +386,8 @@ def audio_span(samples: np.ndarray, start: int, length: int) -> np.ndarray:
 
 def _probe_and_audio(path: Path):
     """The cheap checks (audio track, length), then the audio: a bad clip fails before any video work."""
-    from ..audio.decode import load_audio
-    from ..video import probe_video
+    from ...audio.decode import load_audio
+    from ...video.writer import probe_video
 
     info = probe_video(path)
     if not info.has_audio:
@@ -483,7 +483,7 @@ def _open_video(path: Path):
     """(container, stream, converter): the file's first video stream with read_video's RGB conversion."""
     import av
 
-    from ..video import _open_input, _sws_flags
+    from ...video.writer import _open_input, _sws_flags
 
     container = _open_input(path)
     stream = container.streams.video[0]
@@ -520,7 +520,7 @@ def _decoded(container, stream, path: Path) -> Iterator[tuple[Any, float]]:
 
 def scan_video(path: Path, *, max_seconds: float | None, expected_seconds: float | None) -> VideoScan:
     """Pass 1: decode every frame (converting only the sampled ones) and detect faces on the samples."""
-    from ..face.landmarks import detect_faces
+    from ...face.landmarks import detect_faces
 
     span = min(x for x in (expected_seconds, max_seconds, math.inf) if x)  # expected length to be sampled
     interval = min(SAMPLE_INTERVAL_S, span / MIN_SAMPLES) if math.isfinite(span) else SAMPLE_INTERVAL_S
@@ -570,7 +570,7 @@ def _side(box) -> float:
 
 def choose_crop(detections: list[Detection], height: int, width: int) -> CropChoice:
     """Apply the speaker rule (module docstring) and the official crop maths once for the whole clip."""
-    from ..face.crop import crop_box
+    from ...face.crop import crop_box
 
     n = len(detections)
     with_face = [d for d in detections if d.boxes]
@@ -706,7 +706,7 @@ def _speaker_landmarks(crop: np.ndarray, region: tuple[float, float, float, floa
     ~100+ px, so its upsampled second attempt (4x the cost, on every frame without a face) cannot help,
     and only the chosen face needs landmarks.
     """
-    from ..face.landmarks import _models
+    from ...face.landmarks import _models
 
     detector, predictor = _models()
     x0, y0, x1, y1 = region
@@ -752,7 +752,7 @@ def mouth_box(points: np.ndarray) -> np.ndarray:
 def poses_and_mouth_boxes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, 6) head poses and (T, 4) mouth boxes; frames without a face (or without a pose fit) get
     values interpolated from their neighbours."""
-    from ..face.head_pose import estimate_head_pose
+    from ...face.head_pose import estimate_head_pose
 
     count = len(landmarks)
     found = ~np.isnan(landmarks[:, 0, 0])
@@ -778,8 +778,8 @@ def poses_and_mouth_boxes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def write_audio_tracks(folder: Path, samples: np.ndarray, *, transcript: str | None,
                        phonemes: str) -> dict[str, Any]:
     """audio.npy, features.npy, phonemes.json, phoneme_ids.npy; returns their sizes for meta.json."""
-    from ..audio.features import acoustic_features
-    from ..audio.phonemes import Phone, Word, frame_phoneme_ids, write_phoneme_json
+    from ...audio.features import acoustic_features
+    from ...audio.phonemes import Phone, Word, frame_phoneme_ids, write_phoneme_json
 
     if len(samples) < MIN_SECONDS * SAMPLE_RATE:
         raise _Skip(f"the audio track covers only {len(samples) / SAMPLE_RATE:.2f} s of the video "
@@ -793,7 +793,7 @@ def write_audio_tracks(folder: Path, samples: np.ndarray, *, transcript: str | N
     if phonemes == "none":
         words, how = [Word("sil", (Phone("SIL", 0, end_cs),))], "none"
     else:
-        from ..audio.recognize import recognize_phonemes
+        from ...audio.recognize import recognize_phonemes
 
         words = recognize_phonemes(samples, transcript=transcript)
         how = "aligned" if transcript is not None else "recognized"
@@ -935,7 +935,7 @@ class _DatasetLock:
 
 
 def add_preprocess_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """``avct preprocess VIDEO... --out DATASET`` (the lead wires this into avct.cli)."""
+    """``avct preprocess VIDEO... --out DATASET`` (the lead wires this into avct.cli.main)."""
     p = subparsers.add_parser(
         "preprocess", help="talking-head videos -> training dataset",
         description="Crop (one fixed 256x256 crop per clip), resample to 25 fps, extract 16 kHz audio, the 41-d "

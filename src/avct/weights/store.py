@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig, official_config
-from .errors import AvctError
-from .io_utils import atomic_path, atomic_write_text
-from .models.avct import AudioVisualCorrelationTransformer
-from .models.head_motion import HeadMotionPredictor
-from .models.keypoints import KeypointDetector
-from .models.renderer import OcclusionAwareGenerator
+from ..config import ModelConfig, official_config
+from ..errors import AvctError
+from ..io_utils import atomic_path, atomic_write_text
+from ..models.avct import AudioVisualCorrelationTransformer
+from ..models.head_motion import HeadMotionPredictor
+from ..models.keypoints import KeypointDetector
+from ..models.renderer import OcclusionAwareGenerator
 
 FORMAT_NAME = "avct-weights"
 FORMAT_VERSION = 1

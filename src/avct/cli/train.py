@@ -1,7 +1,7 @@
 """`avct train {renderer,syncnet,avct,headmotion}`: parser and command function.
 
 ``add_train_parser(subparsers)`` and ``cmd_train(args)`` are wired into avct's CLI; ``main`` lets
-``torchrun -m avct.train.cli headmotion ...`` (or ``python -m``) run the command on its own.
+``torchrun -m avct.cli.train headmotion ...`` (or ``python -m``) run the command on its own.
 Under torchrun every process runs the same command; only rank 0 prints.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import STAGE_NAMES
+from ..train.config import STAGE_NAMES
 
 EPILOG = """\
 examples:
@@ -51,7 +51,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import train
+    from ..train.engine import train
 
     init = {role: Path(getattr(args, role)) for role in ("renderer", "syncnet", "headmotion", "avct")
             if getattr(args, role, None)}
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     add_train_parser(sub)
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] in STAGE_NAMES:  # `python -m avct.train.cli headmotion ...`
+    if argv and argv[0] in STAGE_NAMES:  # `python -m avct.cli.train headmotion ...`
         argv = ["train", *argv]
-    from ..cli import run_command
+    from .main import run_command
 
     return run_command(parser.parse_args(argv))
 

@@ -28,8 +28,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .errors import AvctError
-from .io_utils import atomic_path, chmod_default
+from ..errors import AvctError
+from ..io_utils import atomic_path, chmod_default
 
 __all__ = ["VideoWriter", "write_video", "read_video", "probe_video", "VideoInfo", "DEFAULT_FPS"]
 
@@ -132,7 +132,7 @@ class _AudioSource:
         except (av.FFmpegError, OSError, ValueError) as e:
             raise AvctError(f"cannot read audio {self.path}: {_reason(e)}") from None
         try:
-            from .audio.decode import speech_track
+            from ..audio.decode import speech_track
 
             self._stream = speech_track(self._container)
             if self._stream is None:
@@ -501,7 +501,7 @@ class VideoWriter:
         audio = self._audio.samples_in / self._audio.input_rate
         if abs(video - audio) <= DURATION_TOLERANCE_FRAMES / float(self.fps) + 1e-6:
             return
-        from .errors import notice
+        from ..errors import notice
 
         if video < audio:
             notice(f"{self.path}: the picture ({video:.2f} s) ends {audio - video:.2f} s before the sound "

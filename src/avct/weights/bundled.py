@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import AvctError
+from ..errors import AvctError
 
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "default_weights"
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "default_weights"
 MODEL_CARD = DEFAULT_WEIGHTS_DIR / "MODEL_CARD.md"
 # `--checkpoint default` / `--syncnet default` name the bundled files explicitly.
 DEFAULT_NAME = "default"

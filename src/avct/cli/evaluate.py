@@ -31,12 +31,12 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import report
-    from .evaluate import evaluate
+    from ..eval import report
+    from ..eval.evaluate import evaluate
 
     syncnet = args.syncnet
     if syncnet == "default":
-        from ..default_weights import default_syncnet_dir
+        from ..weights.bundled import default_syncnet_dir
 
         syncnet = default_syncnet_dir()
     summary = evaluate(args.generated, args.reference, args.output, syncnet=syncnet,
