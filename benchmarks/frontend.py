@@ -54,7 +54,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def render_windows(pipeline, reference, features: np.ndarray, phoneme_ids: np.ndarray, frames: int,
                    windows: int = 3) -> np.ndarray:
     """Frames of ``windows`` windows of ``frames`` frames, spread evenly from the start of the clip."""
-    from avct.audio.features import ROWS_PER_FRAME
+    from avct.media import ROWS_PER_FRAME
     from avct.inference.pipeline import Speech
 
     n = min(len(features) // ROWS_PER_FRAME, len(phoneme_ids))

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give either videos or --data")
 
     from avct.weights.store import load_models, merge_models
-    from avct.data.dataset import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
+    from avct.data.dataset import TalkingHeadDataset
+    from avct.media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
     from avct.weights.bundled import resolve_checkpoint
     from avct.eval.heldout import write_wav
     from avct.eval.lips import compare_measures, measure_frames

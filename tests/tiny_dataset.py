@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avct.audio.features import ROWS_PER_FRAME
+from avct.audio.phonemes import SIL_ID as SIL
+from avct.media import FPS, ROWS_PER_FRAME, SAMPLE_RATE as RATE
 
 VIDEO = "obama_weekly_address_lia_47s.mov"
-FPS, RATE, SIL = 25, 16000, 31
 CLIP_FRAMES = 50
 
 

@@ -48,10 +48,10 @@ import numpy as np
 
 from ..errors import AvctError
 from .phonemes import PHONEME_TO_ID, Phone, Word
+from ..media import SAMPLE_RATE
 
 Mode = Literal["words", "allphone"]
 DEFAULT_MODE: Mode = "words"  # better frame agreement than allphone (benchmarks/phonemes.py)
-SAMPLE_RATE = 16000
 HOP = SAMPLE_RATE // 100  # samples per centisecond = per pocketsphinx frame
 MAX_CHUNK_S = 30.0  # longest piece given to the phone-level pass
 CUT_SEARCH_S = 8.0  # how far before the limit to look for a place to cut

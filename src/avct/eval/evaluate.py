@@ -31,11 +31,11 @@ from .lips import LipStats, aperture_curve, face_sharpness, lip_statistics, shar
 from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
+from ..media import FPS
 
 __all__ = ["evaluate", "collect_videos", "pair_videos", "VIDEO_SUFFIXES"]
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
-SYNC_FPS = 25.0
 MIN_SYNC_SECONDS = 4.0
 
 
@@ -113,10 +113,10 @@ class VideoAnalysis:
 
 def _sync_index(n_frames: int, fps: float) -> np.ndarray:
     """Source frame shown at each 25 fps instant (nearest, as ffmpeg's fps filter)."""
-    if not fps or abs(fps - SYNC_FPS) < 1e-3:
+    if not fps or abs(fps - FPS) < 1e-3:
         return np.arange(n_frames)
-    n_out = int(math.floor(n_frames * SYNC_FPS / fps))
-    return np.minimum(np.floor(np.arange(n_out) * fps / SYNC_FPS + 0.5).astype(int), n_frames - 1)
+    n_out = int(math.floor(n_frames * FPS / fps))
+    return np.minimum(np.floor(np.arange(n_out) * fps / FPS + 0.5).astype(int), n_frames - 1)
 
 
 @dataclass
@@ -202,7 +202,7 @@ def _sync(result: VideoAnalysis, ctx: _Context, has_audio: bool) -> None:
     result.sync = score_sync(crops, samples, ctx.embedder, mouths=mouths)
     if result.sync is None:
         result.sync_note = "too short for SyncNet (needs > 5 frames of video and audio)"
-    elif len(index) / SYNC_FPS < MIN_SYNC_SECONDS:
+    elif len(index) / FPS < MIN_SYNC_SECONDS:
         result.sync_note = f"shorter than {MIN_SYNC_SECONDS:.0f} s: SyncNet scores are noisy"
 
 

@@ -27,8 +27,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..data.dataset import SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from ..errors import AvctError
+from ..media import SAMPLES_PER_FRAME, SAMPLE_RATE
 
 VARIANTS = ("reference", "generated", "classic", "static", "rendered_static")
 # evaluation name -> (video folder scored against reference/, row label); "real" is the reference itself

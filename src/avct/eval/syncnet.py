@@ -36,15 +36,14 @@ from scipy import signal
 from torch import nn
 
 from ..errors import AvctError
+from ..media import SAMPLES_PER_FRAME, SAMPLE_RATE
 
 __all__ = ["SyncNetV2", "SyncEmbedder", "SyncResult", "DsyncEmbedder", "load_syncnet_v2", "load_embedder",
            "mfcc_features", "sync_scores", "score_sync", "default_make_clips", "default_make_windows", "VSHIFT",
-           "CLIP_FRAMES", "SAMPLES_PER_FRAME", "SAMPLE_RATE"]
+           "CLIP_FRAMES"]
 
 VSHIFT = 15
 CLIP_FRAMES = 5
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 MFCC_PER_FRAME = 4       # 100 Hz / 25 fps
 MFCC_WINDOW = 20         # 0.2 s = 5 video frames
 CONF_MEDIAN_KERNEL = 9

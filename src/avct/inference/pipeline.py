@@ -21,19 +21,19 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..audio.features import ROWS_PER_FRAME, acoustic_features
-from ..audio.phonemes import SIL_ID, frame_phoneme_ids, read_phoneme_json
-from ..weights.store import AvctModels, load_models
-from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
+from ..audio.phonemes import frame_phoneme_ids, read_phoneme_json
 from ..errors import AvctError
 from ..face.image import read_image, resize_256, to_tensor
-from ..face.pose_box import draw_pose_box, draw_pose_boxes
+from ..face.pose_box import draw_pose_box
+from ..media import FPS, ROWS_PER_FRAME
+from ..models.avct import window_inputs
 from ..models.keypoints import Keypoints
 from ..models.motion import relative_motion
+from ..weights.store import AvctModels, load_models
+from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
 from .options import GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas
 
-FPS = 25.0
 
 
 @dataclass
@@ -64,6 +64,11 @@ class Speech:
     @property
     def num_frames(self) -> int:
         return min(len(self.features) // ROWS_PER_FRAME, len(self.phonemes))
+
+    def frame_rows(self) -> np.ndarray:
+        """The features of each frame, (num_frames, 4, 41)."""
+        n = self.num_frames
+        return self.features[: n * ROWS_PER_FRAME].reshape(n, ROWS_PER_FRAME, -1)
 
 
 def parse_pose(text: str) -> np.ndarray:
@@ -205,7 +210,7 @@ class Pipeline:
         """(N, 6) de-normalised poses, row i for frame i (row 0 from the reference pose box alone)."""
         hm, n = self.models.head_motion, speech.num_frames
         box = torch.from_numpy(draw_pose_box(reference.pose.astype(np.float32)))[None, None].to(self.device)
-        audio = torch.from_numpy(speech.features[: n * ROWS_PER_FRAME].reshape(n, ROWS_PER_FRAME, -1))
+        audio = torch.from_numpy(speech.frame_rows())
         with torch.inference_mode():
             first, h, state = hm.initial_state(box)
             raw = [first[:, None]]
@@ -217,17 +222,11 @@ class Pipeline:
 
     def _tokens(self, positions: np.ndarray, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
                 silent: bool = False):
-        """AVCT encoder/decoder tokens for (possibly out-of-range) frame positions; padding as the
-        official windows: phoneme SIL, zero audio, pose clamped to the first/last frame. ``silent``:
-        every position is padding but for its pose (the AVCT's answer to silence, for mouth_scale)."""
-        avct, n = self.models.avct, speech.num_frames
-        valid = (positions >= 0) & (positions < n) & (not silent)
-        ph = np.where(valid, speech.phonemes[np.clip(positions, 0, n - 1)], SIL_ID)
-        audio = np.zeros((len(positions), ROWS_PER_FRAME, speech.features.shape[1]), np.float32)
-        for k, p in enumerate(positions):
-            if valid[k]:
-                audio[k] = speech.features[ROWS_PER_FRAME * p: ROWS_PER_FRAME * (p + 1)]
-        boxes = draw_pose_boxes(poses[np.clip(positions, 0, n - 1)])
+        """AVCT encoder/decoder tokens for (possibly out-of-range) frame positions, padded by the
+        official windows' rule (:func:`avct.models.avct.window_inputs`; ``silent`` for mouth_scale)."""
+        avct = self.models.avct
+        ph, audio, boxes = window_inputs(positions, speech.num_frames, speech.phonemes, speech.frame_rows(), poses,
+                                         silent=silent)
         dev, dt = self.device, self.avct_dtype
         enc = avct.encoder_tokens(torch.from_numpy(ph).to(dev), torch.from_numpy(boxes).to(dev, dt))
         dec = avct.decoder_tokens(torch.from_numpy(audio).to(dev, dt), feature_map)

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AvctError
+from ..media import FPS
 
 
 def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) -> np.ndarray:
     """(T, 6) head poses ``[Rx, Ry, Rz, Tx, Ty, Tz]`` of the video's speaker at 25 fps, at most
     ``max_frames`` of them; NaN rows where the face was lost. AvctError (one line, naming the video)
     when the video cannot be read or shows no usable face."""
-    from ..data.dataset import FPS
     from ..data.preprocess.run import choose_crop, scan_video, speaker_crops
     from ..face.head_pose import estimate_head_pose
     from ..video.writer import probe_video

@@ -14,25 +14,17 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..audio.features import ROWS_PER_FRAME
-from ..audio.phonemes import SIL_ID
-from ..face.pose_box import draw_pose_boxes
+from ..models.avct import window_inputs
 from ..models.blocks import plain_layers
 from ..models.motion import relative_motion
 from ..inference.pipeline import Pipeline, Reference, Speech
+from ..media import ROWS_PER_FRAME
 
 
 def window(speech: Speech, poses: np.ndarray, rid: int, num_w: int):
     """The official per-frame window: (11,) phonemes, (11, 4, 41) audio, (11, 256, 256) pose boxes."""
-    n = speech.num_frames
-    idx = np.arange(rid - num_w, rid + num_w + 1)
-    valid = (idx >= 0) & (idx < n)
-    ph = np.array([speech.phonemes[i] if ok else SIL_ID for i, ok in zip(idx, valid)], dtype=np.int64)
-    audio = np.stack([speech.features[ROWS_PER_FRAME * i: ROWS_PER_FRAME * (i + 1)] if ok
-                      else np.zeros((ROWS_PER_FRAME, speech.features.shape[1]), np.float32)
-                      for i, ok in zip(idx, valid)])
-    boxes = draw_pose_boxes(poses[np.clip(idx, 0, n - 1)])
-    return ph, audio.astype(np.float32), boxes
+    positions = np.arange(rid - num_w, rid + num_w + 1)
+    return window_inputs(positions, speech.num_frames, speech.phonemes, speech.frame_rows(), poses)
 
 
 def per_frame_predictions(pipeline: Pipeline, reference: Reference, speech: Speech) -> Iterator[torch.Tensor]:

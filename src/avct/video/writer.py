@@ -30,12 +30,12 @@ import numpy as np
 
 from ..errors import AvctError
 from ..io_utils import atomic_path, chmod_default
+from ..media import FPS
 
-__all__ = ["VideoWriter", "write_video", "read_video", "probe_video", "VideoInfo", "DEFAULT_FPS"]
+__all__ = ["VideoWriter", "write_video", "read_video", "probe_video", "VideoInfo"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FPS = 25.0
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 DEFAULT_AUDIO_BITRATE = 128_000
@@ -281,7 +281,7 @@ class VideoWriter:
       from ``write()`` itself, KeyboardInterrupt included — discards everything (``abort()``).
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float | Fraction = DEFAULT_FPS,
+    def __init__(self, path: str | os.PathLike, fps: float | Fraction = FPS,
                  audio_path: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
                  *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
                  audio_bitrate: int = DEFAULT_AUDIO_BITRATE) -> None:
@@ -530,7 +530,7 @@ class _Discarded(Exception):
     """Handed to atomic_path's exit to make it delete its temporary file."""
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[Any], fps: float | Fraction = DEFAULT_FPS,
+def write_video(path: str | os.PathLike, frames: Iterable[Any], fps: float | Fraction = FPS,
                 audio_path: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
                 **options: Any) -> Path:
     """Write an iterable of RGB frames (consumed lazily) with :class:`VideoWriter`; return the path."""

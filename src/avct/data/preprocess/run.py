@@ -57,18 +57,16 @@ import numpy as np
 
 from ...errors import AvctError
 from ...io_utils import atomic_write_text, chmod_default
-from ..dataset import FORMAT, FPS, IMAGE_SIZE, SAMPLE_RATE, SUPPORTED_VERSIONS, read_index
+from ..dataset import FORMAT, SUPPORTED_VERSIONS, read_index
+from ...media import FPS, IMAGE_SIZE, MOUTH_MARGIN, SAMPLES_PER_FRAME, SAMPLE_RATE, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = SUPPORTED_VERSIONS[-1]
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 # The 41-d features of the last frame need a full 25 ms analysis window: 15 ms of audio past the end of
 # the video are kept so that 640 T + 240 samples give exactly 4 T feature rows and T phoneme ids.
 AUDIO_TAIL = 240
 MIN_SECONDS = 1.0
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv",
-                            ".wmv", ".ts", ".mts", ".3gp"})
 
 SAMPLE_INTERVAL_S = 1.0   # face detection on one source frame per second for the crop ...
 MIN_SAMPLES = 8           # ... but on at least this many frames per clip
@@ -80,7 +78,6 @@ SIZE_RATIO = 2.0          # ... and size within this factor of the median size
 UNION_PERCENTILE = 10     # robust union of the speaker's boxes: 10th/90th percentile of each edge
 MAX_LOST_FRACTION = 0.25  # skip a clip whose face is lost in more than a quarter of its frames
 TRACK_MARGIN = 0.25       # per frame, the face centre must lie in the crop's face region grown by this
-MOUTH_MARGIN = 0.25       # mouth box: side = (1 + 2 * margin) * max(mouth width, height)
 MOUTH_POINTS = slice(48, 68)
 FLUSH_FRAMES = 500        # frames.npy is flushed to disk every this many frames (~100 MB)
 

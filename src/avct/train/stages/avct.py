@@ -47,12 +47,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...audio.phonemes import SIL_ID
 from ...weights.store import AvctModels, load_models, load_state_checked, merge_models, save_models
 from ...config import AVCTConfig, ModelConfig
 from ...errors import AvctError
-from ...face.pose_box import draw_pose_boxes
-from ...models.avct import AudioVisualCorrelationTransformer
+from ...models.avct import AudioVisualCorrelationTransformer, window_inputs
 from ...models.blocks import AntiAliasInterpolation2d
 from ...models.discriminators import TemporalDiscriminator, crop_boxes, load_syncnet, sync_loss
 from ...models.keypoints import Keypoints
@@ -63,8 +61,8 @@ from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Tra
                       lsgan_discriminator_loss, lsgan_generator_loss, perceptual_network)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, clean_starts, frames_chw, read_clips
+from ...media import IMAGE_SIZE
 
-IMAGE_SIZE = 256
 REFERENCE_ENCODER_FILE = "reference_encoder.safetensors"
 
 
@@ -161,12 +159,10 @@ class AvctSequences(torch.utils.data.Dataset):
             frames = np.sort(np.random.choice(pool, self.t, replace=len(pool) < self.t))
             positions = (frames[:, None] + np.arange(-self.w, self.w + 1)[None, :]).reshape(-1)
             windows = np.arange(self.t * win).reshape(self.t, win)
-        valid = (positions >= 0) & (positions < n)
-        clamped = np.clip(positions, 0, n - 1)
-        phonemes = np.where(valid, np.asarray(clip.phoneme_ids[clamped], np.int64), SIL_ID)
         rows = np.array(clip.feature_rows(0, n), np.float32)                           # (n, 4, 41)
-        audio = np.where(valid[:, None, None], rows[clamped], 0.0).astype(np.float32)
-        boxes = draw_pose_boxes(np.asarray(clip.poses[clamped], np.float64)).astype(np.uint8)
+        phonemes, audio, boxes = window_inputs(positions, n, clip.phoneme_ids, rows,
+                                               np.asarray(clip.poses[:n], np.float64))
+        boxes = boxes.astype(np.uint8)
         reference = int(frames[0]) if self.reference_first else int(np.random.randint(n))
         return {
             "frames": torch.from_numpy(frames_chw(clip, frames)),
