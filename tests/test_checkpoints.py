@@ -5,7 +5,8 @@ import os
 import pytest
 import torch
 
-from avct.weights.store import load_models, load_official, save_models
+from avct.weights.official import load_official
+from avct.weights.store import load_models, save_models
 from avct.cli.main import main
 from avct.config import ModelConfig, small_config
 from avct.errors import AvctError
@@ -127,8 +128,9 @@ def test_half_storage_round_trip_and_convert_with_syncnet(small_checkpoint_dir, 
     loads back as fp32 within fp16 rounding; --syncnet puts a D_sync beside the weights."""
     from safetensors import safe_open
 
-    from avct.weights.store import half_tensor
-    from avct.models.discriminators import SyncNet, SyncNetConfig, load_syncnet, save_syncnet
+    from avct.weights.files import half_tensor
+    from avct.models.discriminators import SyncNet, SyncNetConfig
+    from avct.weights.syncnet import load_syncnet, save_syncnet
 
     big = torch.tensor([1.0, 1e6])
     assert half_tensor(big).dtype == torch.float32                     # 1e6 overflows fp16

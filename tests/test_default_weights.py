@@ -28,7 +28,7 @@ def test_bundled_weights_are_complete_small_and_documented():
     card = dw.MODEL_CARD.read_text(encoding="utf-8")
     for must in ("## Training data", "## Recipe", "## Evaluation", "static", "## Limitations"):
         assert must in card
-    from avct.models.discriminators import load_syncnet
+    from avct.weights.syncnet import load_syncnet
 
     assert load_syncnet(dw.default_syncnet_dir()).cfg.num_frames == 5
 

@@ -9,6 +9,7 @@ import torch
 
 from avct.errors import AvctError
 from avct.eval import syncnet as sn
+from avct.weights.syncnet import load_syncnet_v2
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_network_has_exactly_the_layout(layout):
 def test_loads_a_state_dict_and_embeds_a_5_frame_clip(layout, tmp_path):
     path = tmp_path / "syncnet_v2.model"
     torch.save(_random_state(layout), path)
-    model = sn.load_syncnet_v2(path)
+    model = load_syncnet_v2(path)
     assert not model.training
     torch.manual_seed(0)
     clip = torch.rand(2, 3, 5, 224, 224) * 255
@@ -66,16 +67,16 @@ def test_refuses_anything_but_the_layout(layout, tmp_path):
     bad["netfcaud.3.weight"] = torch.zeros(512, 512)
     torch.save(bad, tmp_path / "shape.model")
     with pytest.raises(AvctError, match="netfcaud.3.weight"):
-        sn.load_syncnet_v2(tmp_path / "shape.model")
+        load_syncnet_v2(tmp_path / "shape.model")
     missing = {k: v for k, v in state.items() if not k.startswith("netcnnlip.18")}
     torch.save(missing, tmp_path / "missing.model")
     with pytest.raises(AvctError, match="missing"):
-        sn.load_syncnet_v2(tmp_path / "missing.model")
+        load_syncnet_v2(tmp_path / "missing.model")
     torch.save(sn.SyncNetV2(), tmp_path / "pickled.model")  # a whole pickled module: never unpickled
     with pytest.raises(AvctError, match="plain state dict"):
-        sn.load_syncnet_v2(tmp_path / "pickled.model")
+        load_syncnet_v2(tmp_path / "pickled.model")
     with pytest.raises(AvctError, match="not found"):
-        sn.load_syncnet_v2(tmp_path / "absent.model")
+        load_syncnet_v2(tmp_path / "absent.model")
 
 
 @pytest.mark.parametrize("shift", [-7, -3, -1, 0, 2, 3, 5])
@@ -137,11 +138,11 @@ def test_score_sync_end_to_end_on_a_synthetic_video(shift):
 
 def test_dsync_directory_loads_through_the_adapter(tmp_path):
     """A D_sync written by `avct train syncnet` (random small weights here) scores through DsyncEmbedder."""
-    disc = pytest.importorskip("avct.models.discriminators")
-    if not all(hasattr(disc, n) for n in ("SyncNet", "SYNCNET_PRESETS", "save_syncnet")):
-        pytest.skip("D_sync export not available in this tree")
+    from avct.models.discriminators import SYNCNET_PRESETS, SyncNet
+    from avct.weights.syncnet import save_syncnet
+
     torch.manual_seed(0)
-    disc.save_syncnet(disc.SyncNet(disc.SYNCNET_PRESETS["small"]).eval(), tmp_path / "weights")
+    save_syncnet(SyncNet(SYNCNET_PRESETS["small"]).eval(), tmp_path / "weights")
     embedder = sn.load_embedder(tmp_path / "weights")
     assert isinstance(embedder, sn.DsyncEmbedder)
     rng = np.random.default_rng(0)

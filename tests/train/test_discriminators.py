@@ -9,8 +9,9 @@ import torch
 
 from avct.errors import AvctError
 from avct.models.discriminators import (DISCRIMINATOR_PRESETS, SYNCNET_PRESETS, MultiScaleDiscriminator,
-                                        PatchDiscriminator, SyncNet, TemporalDiscriminator, crop_boxes,
-                                        load_syncnet, save_syncnet, sync_bce, sync_loss)
+                                        PatchDiscriminator, SyncNet, TemporalDiscriminator, crop_boxes, sync_bce,
+                                        sync_loss)
+from avct.weights.syncnet import load_syncnet, save_syncnet
 
 
 def test_patch_discriminator_shapes_and_fomm_keys():

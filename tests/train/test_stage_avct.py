@@ -8,12 +8,12 @@ import torch
 
 from _stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, overfit_syncnet, seed_all)
-from avct.weights.store import AvctModels, load_models, save_models
+from avct.weights.store import AvctModels, load_models, merge_models, save_models
 from avct.config import small_config
 from avct.errors import AvctError
 from avct.models.avct import AudioVisualCorrelationTransformer
 from avct.train.stages import get_stage
-from avct.train.stages.avct import AvctSequences, AvctStage, SequenceAVCT, merge_weights
+from avct.train.stages.avct import AvctSequences, AvctStage, SequenceAVCT
 
 SEQ = 6           # T: the shortest sequence with a D_sync window (frames 3..T-2 -> 2 windows)
 STEPS = 20
@@ -136,7 +136,7 @@ def test_export_merge_and_generate(avct_run, inits, tmp_path):
     from avct.weights.store import build_component
 
     head = save_models(AvctModels(cfg, head_motion=build_component("head_motion", cfg)), tmp_path / "head")
-    merged = load_models(merge_weights(tmp_path / "merged", weights, head))
+    merged = load_models(save_models(merge_models([load_models(weights), load_models(head)]), tmp_path / "merged"))
     assert set(merged.components()) == {"keypoint_detector", "generator", "avct", "head_motion"}
     assert merged.config.head_motion == cfg.head_motion and merged.config.avct == models.config.avct
     pipe = Pipeline(merged, device="cpu", channels_last=False)

@@ -210,7 +210,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = save_models(merged, args.output, half=args.half)
     names = list(merged.components())
     if args.syncnet:
-        from ..models.discriminators import load_syncnet, save_syncnet
+        from ..weights.syncnet import load_syncnet, save_syncnet
 
         save_syncnet(load_syncnet(args.syncnet), out, half=args.half)
         names.append("syncnet")

@@ -49,6 +49,7 @@ from torch import nn
 from ..inference.devices import resolve_device
 from ..errors import AvctError
 from ..io_utils import atomic_write_text, chmod_default
+from ..weights.files import read_safetensors, read_tensors
 from .config import TrainConfig, load_config, to_dict, to_yaml
 from .stage import AmpContext, Stage, StageContext
 
@@ -486,9 +487,7 @@ def _module_tensors(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
 
 
 def _load_modules(path: Path, modules: dict[str, nn.Module]) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
+    tensors = read_safetensors(path, "training checkpoint")
     for name, module in modules.items():
         prefix = f"{name}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -596,10 +595,7 @@ class _Trainer:
 
     # -- state --
     def _load_state(self, ckpt: Path) -> None:
-        try:
-            state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-        except Exception as e:  # corrupt file: say which
-            raise AvctError(f"cannot read {ckpt / STATE_FILE}: {str(e).strip().splitlines()[0][:200]}") from None
+        state = read_tensors(ckpt / STATE_FILE, "training state", mmap=False)
         if state.get("format") != STATE_FORMAT or state.get("stage") != self.setup.stage_name:
             raise AvctError(f"{ckpt / STATE_FILE} is not a {self.setup.stage_name} training state")
         self.step = int(state["step"])

@@ -27,6 +27,7 @@ from torch import nn
 from ..errors import AvctError
 from ..models.blocks import AntiAliasInterpolation2d, make_coordinate_grid
 from ..models.keypoints import Keypoints
+from ..weights.files import load_state_checked, read_tensors, unwrap_state_dict
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -91,23 +92,6 @@ class VGG19(nn.Module):
         return self
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (OSError, SafetensorError) as e:
-            raise AvctError(f"cannot read VGG-19 weights {path}: {e}") from None
-    from ..weights.store import safe_torch_load  # weights_only=True: never runs pickled code
-
-    state = safe_torch_load(path)
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    return state
-
-
 def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = None, *,
                num_slices: int = 5) -> VGG19:
     """The frozen VGG-19 of the perceptual loss.
@@ -131,12 +115,10 @@ def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = Non
         path = Path(path)
         if not path.is_file():
             raise AvctError(f"VGG-19 weights not found: {path} (from `vgg_weights` / {VGG19_ENV})")
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in _read_state(path).items()}
+        state = {k.removeprefix("module."): v for k, v in unwrap_state_dict(read_tensors(path, "VGG-19 weights")).items()}
         features = {k: v for k, v in state.items() if k.startswith("features.")}
         if not features:
             raise AvctError(f"{path} is not a torchvision vgg19 state dict (no `features.N.weight` keys)")
-        from ..weights.store import load_state_checked
-
         load_state_checked(vgg, features, f"VGG-19 weights {path}")
     elif fallback in (None, "", "error"):
         raise AvctError(

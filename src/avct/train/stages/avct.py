@@ -34,25 +34,26 @@ Choices the paper leaves open:
 - Items avoid frames where the face was lost (their poses/mouth boxes are only interpolated).
 
 Export: ``avct`` + copies of the frozen ``keypoint_detector`` and ``generator`` (one config.json), so
-RUN_DIR/weights drives ``avct generate`` once a ``head_motion`` component is added; ``merge_weights``
-combines it with a headmotion run (each component with its own config section).
+RUN_DIR/weights drives ``avct generate`` once a ``head_motion`` component is added (``--checkpoint`` twice,
+or ``avct convert`` into one folder: each component with its own config section).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...weights.store import AvctModels, load_models, load_state_checked, merge_models, save_models
+from ...weights.files import load_state_checked, write_safetensors
+from ...weights.store import AvctModels, load_models, save_models
+from ...weights.syncnet import load_syncnet
 from ...config import AVCTConfig, ModelConfig
 from ...errors import AvctError
 from ...models.avct import AudioVisualCorrelationTransformer, window_inputs
 from ...models.blocks import AntiAliasInterpolation2d
-from ...models.discriminators import TemporalDiscriminator, crop_boxes, load_syncnet, sync_loss
+from ...models.discriminators import TemporalDiscriminator, crop_boxes, sync_loss
 from ...models.keypoints import Keypoints
 from ...models.motion import relative_motion
 from ...models.renderer import SourceEncoding
@@ -375,20 +376,5 @@ class AvctStage(Stage):
                             avct=seq.avct)
         save_models(models, out_dir)
         if seq.reference_encoder is not None:  # 'w/o Kp' ablation: not usable by `avct generate` as is
-            from safetensors.torch import save_file
-
-            tensors = {k: v.detach().cpu().contiguous() for k, v in seq.reference_encoder.state_dict().items()}
-            save_file(tensors, str(Path(out_dir) / REFERENCE_ENCODER_FILE),
-                      metadata={"format": "avct-ablation", "ablation": "reference_image_instead_of_kp_features"})
-
-
-def merge_weights(out_dir: str | os.PathLike, *sources: str | os.PathLike) -> Path:
-    """Combine weights dirs into one that ``avct generate`` loads, e.g. an avct run's weights (keypoint
-    detector, generator, avct) with a headmotion run's (head_motion). Each component, with its config
-    section, comes from the last source that has it; anything load_models reads is accepted."""
-    if not sources:
-        raise AvctError("merge_weights needs at least one source")
-    return save_models(merge_models([load_models(src) for src in sources]), out_dir)
-
-
-STAGE = AvctStage
+            write_safetensors(Path(out_dir) / REFERENCE_ENCODER_FILE, seq.reference_encoder,
+                              {"format": "avct-ablation", "ablation": "reference_image_instead_of_kp_features"})
