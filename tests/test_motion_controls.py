@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from avct.cli.main import build_parser, generate_options, main
+from avct.cli.generate import generate_options
+from avct.cli.main import build_parser, main
 from avct.errors import AvctError
 from avct.face.landmarks import detect_faces
 from avct.models.keypoints import Keypoints

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import avct.data.preprocess.run as pp
+from avct.cli.preprocess import add_preprocess_parser
 from avct.data.preprocess.run import Detection, choose_crop, preprocess
 from avct.errors import AvctError
 
@@ -292,7 +293,7 @@ def test_choose_crop_rules():
 
 def test_cli_entry(data, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="avct")
-    pp.add_preprocess_parser(parser.add_subparsers(dest="command"))
+    add_preprocess_parser(parser.add_subparsers(dest="command"))
     video = data / "video"
     args = parser.parse_args(["preprocess", str(video / "hdtf_rdradio10_vexpress_2s.mp4"),
                               str(video / "mead_M030_neutral_noaudio_4s.mp4"), "--out", str(tmp_path / "ds"),

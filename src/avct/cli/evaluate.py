@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_device, add_quiet
+
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``avct evaluate`` (the lead wires this into cli.py)."""
@@ -24,8 +26,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="face detection for the SyncNet crops every N frames (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="Inception batch size (default 16)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_device(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_evaluate)
     return p
 

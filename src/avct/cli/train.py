@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..train.config import STAGE_NAMES
+from .options import add_device, add_quiet
 
 EPILOG = """\
 examples:
@@ -44,8 +45,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--syncnet", metavar="PATH", help="trained lip-sync discriminator: a syncnet RUN_DIR or weights")
     p.add_argument("--headmotion", metavar="PATH", help="head-motion weights to start from (fine-tuning)")
     p.add_argument("--avct", metavar="PATH", help="AVCT weights to start from (fine-tuning, e.g. a second phase)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_device(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_train)
     return p
 

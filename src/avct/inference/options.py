@@ -16,6 +16,10 @@ from ..errors import AvctError
 
 RENDER_MODES = ("sharp", "classic")
 FACE_CHOICES = ("largest", "center")
+# How a Pipeline runs unless told otherwise (the library, `avct generate|batch|serve` and the server share them).
+DEFAULT_DEVICE = "auto"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_BATCH_SIZE = 8   # frames rendered per batch
 DEFAULT_MAX_SIZE = 1920  # long side of the output photo (H.264 players choke on more; memory stays small)
 
 

@@ -31,7 +31,7 @@ from ..models.keypoints import Keypoints
 from ..models.motion import relative_motion
 from ..weights.store import AvctModels, load_models
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
-from .options import GenerateOptions
+from .options import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas
 
 
@@ -161,8 +161,8 @@ def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None 
 class Pipeline:
     """Talking-head generation with loaded networks. ``Pipeline.from_checkpoint(path).generate(img, wav, out)``."""
 
-    def __init__(self, models: AvctModels, device: str | torch.device | None = "auto", precision: str = "fp32",
-                 batch_size: int = 8, channels_last: bool = True, compile: bool = False, tune_allocator: bool = True):
+    def __init__(self, models: AvctModels, device: str | torch.device | None = DEFAULT_DEVICE,
+                 precision: str = DEFAULT_PRECISION, batch_size: int = DEFAULT_BATCH_SIZE, channels_last: bool = True, compile: bool = False, tune_allocator: bool = True):
         """``tune_allocator``: on the CPU, let glibc keep large tensors in its heap
         (:func:`~avct.inference.devices.keep_large_allocations_in_heap`, process-wide, ~20% faster); off, the
         process keeps the default allocator (the benchmark's per-frame baseline, as the official code runs)."""
@@ -390,9 +390,21 @@ class Pipeline:
         ``options`` (or the same names as keywords, e.g. ``crop=False``): see :class:`GenerateOptions`.
         ``progress``: True for a progress bar, or a callable ``(frames_done, frames_total)``."""
         options = (options or GenerateOptions()).replace(**option_values) if option_values else (options or GenerateOptions())
-        reference = load_job_reference(image, options)
-        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
-        return self.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
+        return generate_video(image, audio, output, options, self, frames_dir=frames_dir, progress=progress)
+
+
+def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike,
+                   options: GenerateOptions, pipeline: "Pipeline | Callable[[], Pipeline]", *,
+                   frames_dir: str | os.PathLike | None = None,
+                   progress: bool | Callable[[int, int], None] = False) -> Path:
+    """One job, in the order that lets a bad input fail in seconds: the reference photo (face, pose),
+    then the networks (``pipeline`` may be a factory, called only then: ``avct generate`` loads the weights
+    after the photo was checked), then the speech front end, then the video (``Pipeline.write_video``)."""
+    reference = load_job_reference(image, options)
+    if not isinstance(pipeline, Pipeline):
+        pipeline = pipeline()
+    speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
+    return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                 progress=progress)
 
 

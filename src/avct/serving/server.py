@@ -6,14 +6,15 @@ import socket
 from typing import Sequence
 
 from ..errors import AvctError
+from ..inference.options import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION
 from .jobs import Job, Progress, Runner
 from .settings import ServeSettings
 
 log = logging.getLogger("avct.serve")
 
 
-def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = "auto", precision: str = "fp32",
-                  batch_size: int = 8):
+def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = DEFAULT_DEVICE,
+                  precision: str = DEFAULT_PRECISION, batch_size: int = DEFAULT_BATCH_SIZE):
     """One :class:`~avct.inference.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
     from ..inference.pipeline import Pipeline
 
@@ -41,8 +42,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None, device: str = "auto",
-          precision: str = "fp32") -> None:
+def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None, device: str = DEFAULT_DEVICE,
+          precision: str = DEFAULT_PRECISION) -> None:
     """Serve until interrupted (Ctrl-C); job folders in a temporary work dir are removed on exit."""
     import uvicorn
 

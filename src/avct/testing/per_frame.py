@@ -18,7 +18,6 @@ from ..models.avct import window_inputs
 from ..models.blocks import plain_layers
 from ..models.motion import relative_motion
 from ..inference.pipeline import Pipeline, Reference, Speech
-from ..media import ROWS_PER_FRAME
 
 
 def window(speech: Speech, poses: np.ndarray, rid: int, num_w: int):
