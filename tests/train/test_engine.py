@@ -299,8 +299,8 @@ def test_stage_registry(monkeypatch):
     from avct.train import stages
     from avct.train.stages.headmotion import HeadMotionStage
 
-    assert list(stages.STAGES) == list(STAGE_NAMES)
-    assert stages.STAGES["headmotion"] is HeadMotionStage
+    assert list(stages.STAGE_MODULES) == list(STAGE_NAMES)
+    assert stages.get_stage("headmotion") is HeadMotionStage
     monkeypatch.setitem(stages.STAGE_MODULES, "renderer", "not_written_yet")
     with pytest.raises(AvctError, match="not available in this build"):
         stages.get_stage("renderer")

@@ -10,7 +10,8 @@ import torch
 from avct.errors import AvctError
 from avct.models.blocks import AntiAliasInterpolation2d
 from avct.models.keypoints import Keypoints
-from avct.train.losses import (VGG19, VGG19_ENV, ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss,
+from avct.train.config import VGG19_ENV
+from avct.train.losses import (VGG19, ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss,
                                StridedAntiAlias, Transform,
                                equivariance_losses, feature_matching_loss, load_vgg19, lsgan_discriminator_loss,
                                lsgan_generator_loss)

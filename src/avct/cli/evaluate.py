@@ -1,4 +1,4 @@
-"""`avct evaluate` argument parsing, kept apart from the metrics so that `avct --help` stays fast."""
+"""``avct evaluate``: argument parsing and the command (the metrics are imported only when it runs)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from .options import add_device, add_quiet
 
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``avct evaluate`` (the lead wires this into cli.py)."""
+    """Register ``avct evaluate``."""
     p = subparsers.add_parser(
         "evaluate", help="FID, CPBD, LMD, AVOff, AVConf of generated vs reference videos",
         description="Score generated talking-head videos against reference videos paired by file name "

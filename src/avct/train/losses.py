@@ -28,13 +28,13 @@ from ..errors import AvctError
 from ..models.blocks import AntiAliasInterpolation2d, make_coordinate_grid
 from ..models.keypoints import Keypoints
 from ..weights.files import load_state_checked, read_tensors, unwrap_state_dict
+from .config import VGG19_ENV, vgg19_weights_setting
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-VGG19_ENV = "AVCT_VGG19_WEIGHTS"
 VGG19_FALLBACKS = ("random",)
 # torchvision's vgg19 "E" configuration: conv widths, "M" = 2×2 max pool.
 _VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
@@ -109,7 +109,7 @@ def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = Non
     Prior", He et al. 2016 "random weights" texture synthesis), but results are not comparable with
     runs that used ImageNet weights; a warning is logged.
     """
-    path = path or os.environ.get(VGG19_ENV) or None
+    path = vgg19_weights_setting(path) or None
     vgg = VGG19(num_slices)
     if path is not None:
         path = Path(path)
