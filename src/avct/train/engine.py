@@ -32,7 +32,6 @@ import random
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -48,7 +47,7 @@ from torch import nn
 
 from ..inference.devices import resolve_device
 from ..errors import AvctError
-from ..io_utils import atomic_write_text, chmod_default
+from ..io_utils import atomic_folder, atomic_write_text
 from ..weights.files import read_safetensors, read_tensors
 from .config import TrainConfig, load_config, to_dict, to_yaml
 from .stage import AmpContext, Stage, StageContext
@@ -499,17 +498,9 @@ def _load_modules(path: Path, modules: dict[str, nn.Module]) -> None:
 
 
 def _publish(src: Path, dst: Path) -> None:
-    """Replace directory ``dst`` by a copy of ``src`` with renames only (never a half-written dst)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Replace directory ``dst`` by a copy of ``src`` (never a half-written dst)."""
+    with atomic_folder(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 # ---- the loop ------------------------------------------------------------------------------------------
@@ -622,9 +613,7 @@ class _Trainer:
         if self.env.rank == 0:
             from safetensors.torch import save_file
 
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-            try:
+            with atomic_folder(final) as tmp:
                 save_file(_module_tensors(self.modules), str(tmp / MODULES_FILE),
                           metadata={"format": "avct-train-modules", "step": str(self.step)})
                 state = {
@@ -639,13 +628,6 @@ class _Trainer:
                 }
                 torch.save(state, tmp / STATE_FILE)
                 self.stage.export(self.modules, tmp / WEIGHTS_DIR)
-                chmod_default(tmp, directory=True)
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
             atomic_write_text(root / LATEST_FILE, final.name + "\n")
             self._prune(root)
         self._train_mode()  # an export may have switched modules to eval

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..errors import AvctError
-from ..io_utils import atomic_path, chmod_default
+from ..io_utils import atomic_path, chmod_default, replace_folder
 from ..media import FPS
 
 __all__ = ["VideoWriter", "write_video", "read_video", "probe_video", "VideoInfo"]
@@ -253,13 +253,7 @@ def _check_frames_dir(target: Path) -> None:
 def _commit_dir(tmp: Path, target: Path) -> None:
     """Move the finished frame folder into place, replacing an earlier frame dump if there is one."""
     _check_frames_dir(target)
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+    replace_folder(tmp, target)
 
 
 class VideoWriter:

@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ import cv2
 import numpy as np
 
 from ...errors import AvctError
-from ...io_utils import atomic_write_text, chmod_default
+from ...io_utils import atomic_folder, atomic_write_text
 from ..dataset import FORMAT, SUPPORTED_VERSIONS, read_index
 from ...media import FPS, IMAGE_SIZE, MOUTH_MARGIN, SAMPLES_PER_FRAME, SAMPLE_RATE, VIDEO_SUFFIXES
 
@@ -398,28 +397,9 @@ def _probe_and_audio(path: Path):
 def _clip_folder(clip_dir: Path) -> Iterator[Path]:
     """A hidden temporary folder beside ``clip_dir``; on success DONE is written into it and it replaces
     ``clip_dir``; on any exception (Ctrl-C included) it is removed."""
-    clip_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{clip_dir.name}.", suffix=".tmp", dir=clip_dir.parent))
-    try:
-        chmod_default(tmp, directory=True)
+    with atomic_folder(clip_dir, suffix=".tmp") as tmp:
         yield tmp
         (tmp / "DONE").write_bytes(b"")
-        _replace_dir(tmp, clip_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move the finished clip folder into place; an older (incomplete or outdated) one is removed."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}.tmp")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
 
 
 def _remove_stale_temporaries(clips: Path) -> None:
