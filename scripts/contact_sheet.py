@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from avct.weights.bundled import resolve_checkpoint
     from avct.inference.options import GenerateOptions
     from avct.inference.pipeline import Pipeline, load_reference, load_speech
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     pipeline = Pipeline(load_models(resolve_checkpoint(args.checkpoint)), device="cpu")
     real = list(read_video(args.clip))

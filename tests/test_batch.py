@@ -78,7 +78,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def test_csv_manifest_good_and_bad_rows_then_resume(inputs, pipeline, data, tmp_path, capsys):
-    from avct.video.writer import probe_video
+    from avct.video.reader import probe_video
 
     manifest = _write_csv(inputs / "jobs.csv", [
         {"image": "face.png", "audio": "hello.wav"},                                        # name derived

@@ -43,7 +43,7 @@ def demo_video(tmp_path_factory) -> Path:
 
 def test_readme_command_gives_a_playable_mp4(demo_video):
     from avct.audio.decode import load_audio
-    from avct.video.writer import probe_video
+    from avct.video.reader import probe_video
 
     info = probe_video(demo_video)
     audio = load_audio(SPEECH)
@@ -56,7 +56,7 @@ def test_demo_moves_head_and_lips(demo_video):
     """Head: the frames drift away from the first one and the nose (dlib points 27-35) travels by pixels.
     Lips: the inner-lip opening (dlib landmarks on the generated frames) varies by pixels over the clip."""
     from avct.face.landmarks import detect_faces
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     frames = list(read_video(demo_video))
     drift = [np.abs(f.astype(np.float32) - frames[0]).mean() for f in frames[1:]]

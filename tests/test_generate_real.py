@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avct.cli.main import main
-from avct.video.writer import probe_video, read_video
+from avct.video.reader import probe_video, read_video
 
 
 @pytest.fixture(scope="module")

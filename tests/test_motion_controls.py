@@ -190,7 +190,7 @@ def test_mouth_scale(setup, default_frames, still_frames):
 def test_pose_from_moves_the_head_like_the_clip(setup, data, default_frames):
     """The pose track is the clip's pose changes on the photo's pose, and the rendered head follows the
     clip's head: the nose's horizontal path correlates with the clip's (it does not without pose_from)."""
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
     from avct.inference.video_poses import video_head_poses
 
     pipe, reference, speech = setup

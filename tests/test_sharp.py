@@ -162,7 +162,7 @@ def test_sharp_frames_are_as_sharp_as_the_photo(pipeline, data):
     import itertools
 
     from avct.inference.pipeline import load_reference, load_speech
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     clip = data / "video" / "hdtf_edmarkey_sadtalker_8s.mp4"
     photo = next(read_video(clip))
@@ -185,7 +185,7 @@ def test_generate_pastes_into_the_whole_photo(pipeline, speech_2s, tmp_path, dat
     from avct.cli.main import main
     from avct.face.image import read_image
     from avct.inference.pipeline import load_reference
-    from avct.video.writer import probe_video
+    from avct.video.reader import probe_video
 
     image = data / "image" / "obama_frontal_facerec.jpg"          # 910 x 1137: odd height
     wav, _ = speech_2s

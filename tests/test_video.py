@@ -10,7 +10,8 @@ av = pytest.importorskip("av")
 
 from avct.video import writer as video  # noqa: E402
 from avct.errors import AvctError  # noqa: E402
-from avct.video.writer import VideoWriter, probe_video, read_video, write_video  # noqa: E402
+from avct.video.writer import VideoWriter, write_video  # noqa: E402
+from avct.video.reader import probe_video, read_video  # noqa: E402
 
 FPS = 25.0
 ONE_FRAME = 1 / FPS

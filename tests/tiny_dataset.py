@@ -34,7 +34,7 @@ def build_tiny_dataset(video: Path, out: Path, clips: int = 2, clip_frames: int 
     from avct.audio.decode import load_audio
     from avct.audio.features import acoustic_features
     from avct.face.head_pose import project_face
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     frames_iter = read_video(video)
     frames = np.stack([next(frames_iter) for _ in range(clips * clip_frames)])

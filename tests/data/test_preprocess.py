@@ -168,7 +168,7 @@ def test_poses_and_mouth_boxes_are_plausible(run, file):
 
 def test_30fps_clip_is_resampled_by_timestamps(run, data):
     """kristinoem is 30 fps from t = 0: frame i must be source frame round(1.2 i) cut with the clip's box."""
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     _, root, _, _ = run
     folder = root / "clips" / "kristinoem_styletalk_18s"

@@ -15,7 +15,7 @@ VIDEOS = ["vox2_man_hoodie_620900105_pcavs.mp4", "obama_weekly_address_lia_47s.m
 
 @pytest.fixture(scope="module")
 def grays(data):
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     return [to_gray(next(itertools.islice(read_video(data / "video" / v), 5, None))) for v in VIDEOS]
 

@@ -34,7 +34,7 @@ def extractor():
 
 @pytest.fixture(scope="module")
 def frames(data):
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     return [f for f in itertools.islice(read_video(data / "video" / VIDEO), 0, 108, 18)]  # 6 frames
 

@@ -14,7 +14,7 @@ VIDEO = "vox2_man_hoodie_620900105_pcavs.mp4"
 
 @pytest.fixture(scope="module")
 def frames(data):
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     return list(itertools.islice(read_video(data / "video" / VIDEO), 0, 100, 20))  # 5 frames
 

@@ -34,7 +34,7 @@ def heldout(data, tmp_path_factory, pipeline):
 
 
 def test_every_variant_has_every_clip_with_the_same_length(heldout):
-    from avct.video.writer import probe_video
+    from avct.video.reader import probe_video
 
     _, folders = heldout
     assert set(folders) == {"reference", "generated", "classic", "static", "rendered_static"}
@@ -47,7 +47,7 @@ def test_every_variant_has_every_clip_with_the_same_length(heldout):
 
 def test_baselines_hold_still_on_the_right_picture(heldout, pipeline):
     from avct.inference.pipeline import load_reference
-    from avct.video.writer import read_video
+    from avct.video.reader import read_video
 
     root, folders = heldout
     first = np.load(Path(root) / "clips" / "obama_00" / "frames.npy")[0]

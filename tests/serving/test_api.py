@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from avct.serving.client import download_video, encode_multipart, job_status, request, submit_job, wait_for_job
-from avct.video.writer import probe_video
+from avct.video.reader import probe_video
 from live_server import EXAMPLE_IMAGE, SPEECH_SECONDS, wait_until
 from shared_files import IMAGES, require
 

@@ -211,31 +211,46 @@ def _decode_stream(path: Path, container, stream, start: int) -> list[np.ndarray
 
     Undecodable packets are skipped as the ffmpeg CLI does; a stream with none decodable is an error.
     """
-    import av
-
     chunks: list[np.ndarray] = []
     converter: _Converter | None = None
-    decoded = bad = 0
-    for packet in _packets(container, stream):
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            bad += 1
-            continue
-        for frame in frames:
-            decoded += 1
-            if frame.pts is not None:
-                frame.pts -= start
-            if converter is None or not converter.accepts(frame):
-                if converter is not None:  # format change mid-stream: flush, start a new graph
-                    chunks += converter.flush()
-                converter = _Converter(frame)
-            chunks += converter.push(frame)
+    frames = StreamFrames(container, stream)
+    for frame in frames:
+        if frame.pts is not None:
+            frame.pts -= start
+        if converter is None or not converter.accepts(frame):
+            if converter is not None:  # format change mid-stream: flush, start a new graph
+                chunks += converter.flush()
+            converter = _Converter(frame)
+        chunks += converter.push(frame)
     if converter is not None:
         chunks += converter.flush()
-    if decoded == 0 and bad > 0:
-        raise AvctError(f"cannot decode the audio of {path}: all {bad} packets are corrupt")
+    if frames.decoded == 0 and frames.bad > 0:
+        raise AvctError(f"cannot decode the audio of {path}: all {frames.bad} packets are corrupt")
     return chunks
+
+
+class StreamFrames:
+    """The decoded frames of one audio stream, as the ffmpeg CLI reads them: only this stream is demuxed,
+    an undecodable packet is skipped (``bad`` counts them, ``decoded`` the frames) and a read error (a
+    truncated file) ends the stream. The one decoding loop of avct: the speech the lips follow
+    (:func:`load_audio`) and the track the video carries (:mod:`avct.video.writer`) both come from it."""
+
+    def __init__(self, container, stream) -> None:
+        self.container, self.stream = container, stream
+        self.decoded = self.bad = 0
+
+    def __iter__(self):
+        import av
+
+        for packet in _packets(self.container, self.stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                self.bad += 1
+                continue
+            for frame in frames:
+                self.decoded += 1
+                yield frame
 
 
 def _packets(container, stream):

@@ -130,7 +130,7 @@ class _Context:
 
 def _analyse(path: Path, ctx: _Context, lmd_frames: Callable[[int], bool]) -> VideoAnalysis:
     from ..face.landmarks import detect_faces
-    from ..video.writer import probe_video, read_video
+    from ..video.reader import probe_video, read_video
 
     info = probe_video(path)
     result = VideoAnalysis(path=path, fps=info.fps, has_audio=info.has_audio)
@@ -171,7 +171,7 @@ def _analyse(path: Path, ctx: _Context, lmd_frames: Callable[[int], bool]) -> Vi
 def _sync(result: VideoAnalysis, ctx: _Context, has_audio: bool) -> None:
     """Second decode: reference SyncNet crops at 25 fps, then the offset/confidence search."""
     from ..audio.decode import load_audio
-    from ..video.writer import read_video
+    from ..video.reader import read_video
 
     if not has_audio:
         result.sync_note = "no audio track"
@@ -253,7 +253,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
     None skips AVOff/AVConf (null). Returns the summary (also written as ``summary.json``).
     """
     from ..inference.devices import resolve_device
-    from ..video.writer import probe_video
+    from ..video.reader import probe_video
 
     if frame_step < 1 or detect_every < 1 or batch_size < 1:
         raise AvctError("--every, --detect-every and --batch-size must be at least 1")

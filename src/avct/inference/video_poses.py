@@ -19,7 +19,7 @@ def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) 
     when the video cannot be read or shows no usable face."""
     from ..data.preprocess.run import choose_crop, scan_video, speaker_crops
     from ..face.head_pose import estimate_head_pose
-    from ..video.writer import probe_video
+    from ..video.reader import probe_video
 
     path = Path(path)
     if path.is_dir():

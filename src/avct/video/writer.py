@@ -1,4 +1,4 @@
-"""Writing and reading the talking-head videos: H.264 + AAC mp4, streamed and atomic.
+"""Writing the talking-head videos: H.264 + AAC mp4, streamed and atomic.
 
 Why it looks like this:
 
@@ -21,18 +21,19 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..errors import AvctError
 from ..io_utils import atomic_path, chmod_default, replace_folder
 from ..media import FPS
+from .audio_feed import AudioFeed
+from .pyav import av_module, reason, sws_flags
 
-__all__ = ["VideoWriter", "write_video", "read_video", "probe_video", "VideoInfo"]
+__all__ = ["VideoWriter", "write_video", "check_output_name"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ DURATION_TOLERANCE_FRAMES = 2  # picture and sound this many frames apart or les
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
 
-# Sample rates the AAC encoder accepts; anything else is resampled to the nearest sensible one.
-_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _PNG_NAME = re.compile(r"^\d{6,}\.png$")
 _CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
@@ -58,21 +57,6 @@ def check_output_name(path: str | os.PathLike) -> None:
         raise AvctError(f"output must be an .mp4 file, got {path}")
 
 
-def _av() -> Any:
-    """Import PyAV lazily so that ``import avct`` stays cheap and a missing wheel is a clear error."""
-    try:
-        import av
-    except ImportError as e:  # pragma: no cover - av is a hard dependency
-        raise AvctError(f"PyAV (the 'av' package) is required for video I/O: {e}") from None
-    return av
-
-
-def _reason(e: BaseException) -> str:
-    """One line describing an FFmpeg/OS error (without the file name PyAV likes to repeat)."""
-    msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return " ".join(str(msg).split())
-
-
 def _fps_fraction(fps: float | Fraction) -> Fraction:
     """25.0 -> 25, 29.97.. -> 30000/1001: the container needs an exact rational frame rate."""
     try:
@@ -84,19 +68,10 @@ def _fps_fraction(fps: float | Fraction) -> Fraction:
     return f
 
 
-def _aac_rate(rate: int) -> int:
-    """Keep an AAC-legal rate; otherwise 48 kHz above it, else the closest legal rate at or above."""
-    if rate in _AAC_RATES:
-        return rate
-    if rate > 48000:
-        return 48000
-    return min(r for r in _AAC_RATES if r >= rate) if rate >= 7350 else 7350
-
-
 def pyav_can_encode_aac() -> bool:
     """Whether this PyAV build carries an AAC encoder (else the ffmpeg binary does the audio)."""
     try:
-        _av().codec.Codec("aac", "w")
+        av_module().codec.Codec("aac", "w")
     except Exception:
         return False
     return True
@@ -108,103 +83,7 @@ def _ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as e:
-        raise AvctError(f"no AAC encoder in PyAV and no usable imageio-ffmpeg binary: {_reason(e)}") from None
-
-
-# ---- audio ---------------------------------------------------------------------------------------
-
-
-class _AudioSource:
-    """The speech track (:func:`avct.audio.decode.speech_track`) of any file PyAV can read, decoded lazily
-    and resampled for AAC.
-
-    Opening decodes up to the first samples, so an unreadable, empty or track-less file fails
-    *before* any (expensive) frame has been generated.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        av = _av()
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise AvctError(f"audio file not found: {self.path}")
-        try:
-            self._container = av.open(str(self.path))
-        except (av.FFmpegError, OSError, ValueError) as e:
-            raise AvctError(f"cannot read audio {self.path}: {_reason(e)}") from None
-        try:
-            from ..audio.decode import speech_track
-
-            self._stream = speech_track(self._container)
-            if self._stream is None:
-                raise AvctError(f"{self.path} has no audio track")
-            self._decoded = self._decode()
-            first = next(self._decoded, None)
-            if first is None:
-                raise AvctError(f"audio {self.path} contains no decodable audio samples")
-        except BaseException:
-            self.close()
-            raise
-        self.input_rate = first.sample_rate
-        self.rate = _aac_rate(first.sample_rate)
-        self.layout = "mono" if len(first.layout.channels) == 1 else "stereo"
-        self._pending: list[Any] = [first]
-        self._resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
-        self.samples_in = 0   # decoded input samples (at input_rate)
-        self.samples_out = 0  # resampled samples handed out (at self.rate)
-        self.exhausted = False
-
-    def _decode(self) -> Iterator[Any]:
-        """Decoded frames with samples; a corrupt packet is skipped, as the ffmpeg CLI does."""
-        av = _av()
-        bad = 0
-        try:
-            for packet in self._container.demux(self._stream):
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    bad += 1
-                    continue
-                for frame in frames:
-                    if frame.samples:
-                        yield frame
-        except av.FFmpegError as e:
-            raise AvctError(f"cannot decode audio {self.path}: {_reason(e)}") from None
-        if bad:
-            log.warning("skipped %d corrupt audio packet(s) in %s", bad, self.path)
-
-    @property
-    def seconds_out(self) -> float:
-        return self.samples_out / self.rate
-
-    def next_frames(self) -> list[Any]:
-        """The next resampled fltp frames (pts in samples); [] once everything was handed out."""
-        if self.exhausted:
-            return []
-        frame = self._pending.pop() if self._pending else next(self._decoded, None)
-        if frame is None:
-            self.exhausted = True
-            out = self._resampler.resample(None)
-        else:
-            self.samples_in += frame.samples
-            frame.pts = None  # timestamps are re-derived from the sample count: no gaps, no overlaps
-            try:
-                out = self._resampler.resample(frame)
-            except ValueError as e:  # PyAV: the rate/layout/format changed in the middle of the file
-                raise AvctError(f"cannot convert audio {self.path}: {_reason(e)}") from None
-        for f in out:
-            f.pts = self.samples_out
-            f.time_base = Fraction(1, self.rate)
-            self.samples_out += f.samples
-        return out
-
-    def close(self) -> None:
-        container = getattr(self, "_container", None)
-        if container is not None:
-            self._container = None
-            try:
-                container.close()
-            except Exception:
-                pass
+        raise AvctError(f"no AAC encoder in PyAV and no usable imageio-ffmpeg binary: {reason(e)}") from None
 
 
 # ---- writing -------------------------------------------------------------------------------------
@@ -226,16 +105,6 @@ def _pad_even(arr: np.ndarray) -> np.ndarray:
     if h % 2 == 0 and w % 2 == 0:
         return arr
     return np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-
-
-def _sws_flags() -> int:
-    """swscale flags for RGB <-> yuv420p: exact rounding and full-resolution chroma interpolation.
-
-    The defaults replicate chroma horizontally on the way back to RGB, which costs ~10 dB of PSNR
-    on smooth colour gradients; these cost little and make a decode round trip ~50 dB.
-    """
-    I = _av().video.reformatter.Interpolation
-    return int(I.BICUBIC | I.ACCURATE_RND | I.FULL_CHR_H_INT | I.FULL_CHR_H_INP)
 
 
 def _check_frames_dir(target: Path) -> None:
@@ -299,7 +168,7 @@ class VideoWriter:
         self._tmp: Path | None = None
         self._frames_tmp: Path | None = None
         self._video_only_tmp: Path | None = None
-        self._audio: _AudioSource | None = None
+        self._audio: AudioFeed | None = None
         self._container: Any = None
         self._vstream: Any = None
         self._astream: Any = None
@@ -312,7 +181,7 @@ class VideoWriter:
             if self.frames_dir is not None:
                 _check_frames_dir(self.frames_dir)
             if self.audio_path is not None:
-                self._audio = _AudioSource(self.audio_path)
+                self._audio = AudioFeed(self.audio_path)
                 if self._ffmpeg_mux:  # validated; the ffmpeg binary reads it again at the end
                     self._audio.close()
                     self._audio = None
@@ -346,7 +215,7 @@ class VideoWriter:
 
     # -- writing -----------------------------------------------------------------------------------
     def _open_container(self, height: int, width: int) -> None:
-        av = _av()
+        av = av_module()
         options = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
         target = self._tmp
         if self._ffmpeg_mux:
@@ -402,12 +271,12 @@ class VideoWriter:
                 # compress_level=1: lossless either way, and much faster than the default 6.
                 Image.fromarray(arr, "RGB").save(self._frames_tmp / f"{self.frames_written:06d}.png",
                                                  compress_level=1)
-            av = _av()
+            av = av_module()
             if self._reformatter is None:
                 self._reformatter = av.video.reformatter.VideoReformatter()
             vf = av.VideoFrame.from_ndarray(_pad_even(arr), format="rgb24")
             vf = self._reformatter.reformat(vf, format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
-                                            interpolation=_sws_flags())
+                                            interpolation=sws_flags())
             vf.pts = self.frames_written
             vf.time_base = 1 / self.fps
             self._mux(self._vstream.encode(vf))
@@ -473,8 +342,8 @@ class VideoWriter:
     # -- helpers -----------------------------------------------------------------------------------
     def _raise_encoding_error(self, e: BaseException) -> None:
         """FFmpeg failures (bad preset, disk full, ...) become one-line AvctErrors; others pass."""
-        if isinstance(e, _av().FFmpegError):
-            raise AvctError(f"cannot write video {self.path}: {_reason(e)}") from None
+        if isinstance(e, av_module().FFmpegError):
+            raise AvctError(f"cannot write video {self.path}: {reason(e)}") from None
 
     def _release_audio(self) -> None:
         if self._audio is not None:
@@ -532,111 +401,3 @@ def write_video(path: str | os.PathLike, frames: Iterable[Any], fps: float | Fra
         for frame in frames:
             writer.write(frame)
     return Path(path)
-
-
-# ---- reading -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What tests, evaluation and preprocessing need to know about a video file (seconds, pixels)."""
-
-    path: Path
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    duration: float            # the container's duration (the longest stream)
-    video_duration: float
-    codec: str
-    pix_fmt: str | None
-    has_audio: bool
-    audio_codec: str | None = None
-    audio_sample_rate: int | None = None
-    audio_channels: int | None = None
-    audio_duration: float | None = None
-
-
-def _open_input(path: str | os.PathLike) -> Any:
-    av = _av()
-    p = Path(path)
-    if not p.is_file():
-        raise AvctError(f"video file not found: {p}")
-    try:
-        container = av.open(str(p))
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise AvctError(f"cannot read video {p}: {_reason(e)}") from None
-    if not container.streams.video:
-        container.close()
-        raise AvctError(f"{p} has no video stream")
-    return container
-
-
-def _stream_seconds(stream: Any) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    return None
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Size, frame rate, frame count and durations of a video (header only, plus a packet scan
-    when the container does not store a frame count)."""
-    av = _av()
-    container = _open_input(path)
-    try:
-        v = container.streams.video[0]
-        rate = v.average_rate or v.guessed_rate or v.base_rate
-        fps = float(rate) if rate else 0.0
-        frames = v.frames
-        audio = container.streams.audio[0] if container.streams.audio else None
-        audio_duration = _stream_seconds(audio) if audio is not None else None
-        if not frames:
-            frames = sum(1 for p in container.demux(v) if p.size)
-        video_duration = _stream_seconds(v)
-        if video_duration is None:
-            video_duration = frames / fps if fps else 0.0
-        if container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = max(video_duration, audio_duration or 0.0)
-        cc = v.codec_context
-        return VideoInfo(
-            path=Path(path), width=cc.width, height=cc.height, fps=fps, frame_count=int(frames),
-            duration=float(duration), video_duration=float(video_duration), codec=cc.name,
-            pix_fmt=cc.pix_fmt, has_audio=audio is not None,
-            audio_codec=audio.codec_context.name if audio is not None else None,
-            audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
-            audio_channels=audio.codec_context.channels if audio is not None else None,
-            audio_duration=audio_duration,
-        )
-    except av.FFmpegError as e:
-        raise AvctError(f"cannot read video {path}: {_reason(e)}") from None
-    finally:
-        container.close()
-
-
-def read_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Yield the frames of a video's first video stream as (H, W, 3) uint8 RGB arrays.
-
-    The file is opened immediately (a missing or unreadable file raises :class:`AvctError` here,
-    not at the first ``next()``); frames are decoded one at a time, so memory stays constant.
-    Conversion to RGB uses the frame's colour tags (BT.601 if untagged) with accurate, full-resolution
-    chroma upsampling — slightly different from (and closer to the source than) swscale's defaults.
-    """
-    container = _open_input(path)
-    return _frames(container, Path(path))
-
-
-def _frames(container: Any, path: Path) -> Iterator[np.ndarray]:
-    av = _av()
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        reformatter = av.video.reformatter.VideoReformatter()
-        flags = _sws_flags()
-        for frame in container.decode(stream):
-            yield reformatter.reformat(frame, format="rgb24", interpolation=flags).to_ndarray()
-    except av.FFmpegError as e:
-        raise AvctError(f"cannot decode video {path}: {_reason(e)}") from None
-    finally:
-        container.close()

@@ -382,7 +382,7 @@ def audio_span(samples: np.ndarray, start: int, length: int) -> np.ndarray:
 def _probe_and_audio(path: Path):
     """The cheap checks (audio track, length), then the audio: a bad clip fails before any video work."""
     from ...audio.decode import load_audio
-    from ...video.writer import probe_video
+    from ...video.reader import probe_video
 
     info = probe_video(path)
     if not info.has_audio:
@@ -459,13 +459,14 @@ def _open_video(path: Path):
     """(container, stream, converter): the file's first video stream with read_video's RGB conversion."""
     import av
 
-    from ...video.writer import _open_input, _sws_flags
+    from ...video.pyav import sws_flags
+    from ...video.reader import open_input
 
-    container = _open_input(path)
+    container = open_input(path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     reformatter = av.video.reformatter.VideoReformatter()
-    flags = _sws_flags()
+    flags = sws_flags()
 
     def to_rgb(frame) -> np.ndarray:
         return reformatter.reformat(frame, format="rgb24", interpolation=flags).to_ndarray()
