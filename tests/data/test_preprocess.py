@@ -20,7 +20,11 @@ import pytest
 
 import avct.data.preprocess.run as pp
 from avct.cli.preprocess import add_preprocess_parser
-from avct.data.preprocess.run import Detection, choose_crop, preprocess
+from avct.data.preprocess.audio import audio_span
+from avct.data.preprocess.crop import choose_crop
+from avct.data.preprocess.frames import _crop
+from avct.data.preprocess.run import preprocess
+from avct.data.preprocess.scan import Detection, VideoScan
 from avct.errors import AvctError
 
 MAX_S = 3.0
@@ -174,7 +178,7 @@ def test_30fps_clip_is_resampled_by_timestamps(run, data):
     folder = root / "clips" / "kristinoem_styletalk_18s"
     frames = np.load(folder / "frames.npy", mmap_mode="r")
     box = tuple(json.loads((folder / "meta.json").read_text())["crop_box"])
-    source = [pp._crop(f, box) for _, f in zip(range(95), read_video(data / "video" / "kristinoem_styletalk_18s.mp4"))]
+    source = [_crop(f, box) for _, f in zip(range(95), read_video(data / "video" / "kristinoem_styletalk_18s.mp4"))]
     for i in range(0, 75, 7):
         j = round(1.2 * i)
         errors = {k: np.abs(frames[i].astype(int) - source[k]).mean() for k in range(max(0, j - 2), j + 3)}
@@ -188,7 +192,7 @@ def test_dropped_frame_clip_uses_nearest_timestamps(run, data):
     _, root, _, _ = run
     with av.open(str(data / "video" / "hdtf_rdradio10_vexpress_2s.mp4")) as c:
         times = np.array([f.time for f in c.decode(c.streams.video[0])])
-    scan = pp.VideoScan(times, [], 512, 512)
+    scan = VideoScan(times, [], 512, 512)
     ticks = scan.tick_sources()
     assert len(ticks) == 52 == len(np.load(root / "clips" / "hdtf_rdradio10_vexpress_2s" / "frames.npy", mmap_mode="r"))
     for k, j in enumerate(ticks):
@@ -351,10 +355,10 @@ def test_collect_videos_from_files_and_folders(tmp_path):
 
 def test_audio_span_pads_leading_silence():
     x = np.arange(1, 11, dtype=np.float32)
-    assert np.array_equal(pp.audio_span(x, 2, 4), [3, 4, 5, 6])
-    assert np.array_equal(pp.audio_span(x, -3, 5), [0, 0, 0, 1, 2])
-    assert np.array_equal(pp.audio_span(x, 8, 5), [9, 10])          # the track ends first
-    assert np.array_equal(pp.audio_span(x, -9, 5), [0, 0, 0, 0, 0])
+    assert np.array_equal(audio_span(x, 2, 4), [3, 4, 5, 6])
+    assert np.array_equal(audio_span(x, -3, 5), [0, 0, 0, 1, 2])
+    assert np.array_equal(audio_span(x, 8, 5), [9, 10])          # the track ends first
+    assert np.array_equal(audio_span(x, -9, 5), [0, 0, 0, 0, 0])
 
 
 def test_audio_delay_resyncs_the_audio_track(data, tmp_path):

@@ -31,26 +31,24 @@ from .lips import LipStats, aperture_curve, face_sharpness, lip_statistics, shar
 from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
-from ..media import FPS
+from ..media import FPS, VIDEO_SUFFIXES, video_files
 
-__all__ = ["evaluate", "collect_videos", "pair_videos", "VIDEO_SUFFIXES"]
+__all__ = ["evaluate", "videos_by_name", "pair_videos"]
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
 MIN_SYNC_SECONDS = 4.0
 
 
 # ---- inputs ------------------------------------------------------------------------------------
 
 
-def collect_videos(spec: str | os.PathLike | Sequence[str | os.PathLike], what: str) -> dict[str, Path]:
+def videos_by_name(spec: str | os.PathLike | Sequence[str | os.PathLike], what: str) -> dict[str, Path]:
     """Directories (their video files, not recursive) and/or files -> {stem: path}."""
     items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     found: dict[str, Path] = {}
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES
-                           and not q.name.startswith("."))
+            paths = video_files(p)
         elif p.is_file():
             paths = [p]
         else:
@@ -260,7 +258,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise AvctError(f"output {out} exists and is not a directory")
-    pairs = pair_videos(collect_videos(generated, "generated"), collect_videos(reference, "reference"))
+    pairs = pair_videos(videos_by_name(generated, "generated"), videos_by_name(reference, "reference"))
     dev = resolve_device(device)
 
     notes: list[str] = []

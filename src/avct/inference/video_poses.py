@@ -1,5 +1,5 @@
 """The head-pose track of a real video (for ``pose_from``), measured as ``avct preprocess`` measures
-training poses: one fixed crop around the speaker (:func:`avct.data.preprocess.run.choose_crop`), the video
+training poses: one fixed crop around the speaker (:func:`avct.data.preprocess.crop.choose_crop`), the video
 resampled to 25 fps by timestamps, dlib landmarks and :func:`avct.face.head_pose.estimate_head_pose` on
 each crop. Only the frames the job needs are decoded past the first ``max_frames``."""
 from __future__ import annotations
@@ -17,7 +17,9 @@ def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) 
     """(T, 6) head poses ``[Rx, Ry, Rz, Tx, Ty, Tz]`` of the video's speaker at 25 fps, at most
     ``max_frames`` of them; NaN rows where the face was lost. AvctError (one line, naming the video)
     when the video cannot be read or shows no usable face."""
-    from ..data.preprocess.run import choose_crop, scan_video, speaker_crops
+    from ..data.preprocess.crop import choose_crop
+    from ..data.preprocess.frames import speaker_crops
+    from ..data.preprocess.scan import scan_video
     from ..face.head_pose import estimate_head_pose
     from ..video.reader import probe_video
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from ..config import ModelConfig
-from ..config import preset as model_preset
+from ..config import model_preset
 from ..errors import AvctError
 
 STAGE_NAMES = ("renderer", "syncnet", "avct", "headmotion")

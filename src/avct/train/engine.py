@@ -52,7 +52,7 @@ from ..weights.files import read_safetensors, read_tensors
 from .config import TrainConfig, load_config, to_dict, to_yaml
 from .stage import AmpContext, Stage, StageContext
 
-CONFIG_FILE = "config.yaml"
+RUN_CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
@@ -121,7 +121,7 @@ def _prepare_run(stage_name: str, config: Any, data_dir: Any, run_dir: Path, res
     if latest is not None and not resume:
         raise AvctError(f"{run_dir} already holds a training run (at {latest.name}); pass --resume to continue "
                         "it or choose another --out")
-    saved_cfg = run_dir / CONFIG_FILE
+    saved_cfg = run_dir / RUN_CONFIG_FILE
     if config is None:
         if not (resume and saved_cfg.is_file()):
             raise AvctError("no --config given (a preset name: official, small; or a YAML file)")
@@ -144,7 +144,7 @@ def _prepare_run(stage_name: str, config: Any, data_dir: Any, run_dir: Path, res
     resolved = {k: resolve_init(k, v) for k, v in init_paths.items()}
     if env.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, to_yaml(cfg))
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, to_yaml(cfg))
         info = {"stage": stage_name, "data": str(data_dir.resolve()),
                 "init": {k: str(v.resolve()) for k, v in init_paths.items()}}
         atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=1) + "\n")
