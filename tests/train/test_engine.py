@@ -16,8 +16,11 @@ from safetensors.torch import load_file
 from avct.weights.store import load_models
 from avct.errors import AvctError
 from avct.train.config import PRESET_NAMES, STAGE_NAMES, load_config, preset, to_yaml
-from avct.train.engine import (CHECKPOINTS_DIR, MODULES_FILE, STATE_FILE, StepBatches, latest_checkpoint,
-                               resolve_init, seed_everything, train)
+from avct.train.checkpoint_files import MODULES_FILE, STATE_FILE
+from avct.train.engine import train
+from avct.train.run_dir import CHECKPOINTS_DIR, latest_checkpoint, resolve_init
+from avct.train.sampling import StepBatches
+from avct.train.seeding import seed_everything
 from avct.train.stage import AmpContext
 
 TINY_MODEL = {"head_motion": {"widths": [8, 16, 32, 64], "embedding_dim": 32, "hidden_size": 32}}

@@ -11,7 +11,8 @@ import torch
 from avct.weights.store import load_models
 from avct.errors import AvctError
 from avct.train.config import load_config
-from avct.train.engine import seed_everything, train
+from avct.train.engine import train
+from avct.train.seeding import seed_everything
 from avct.train.stage import AmpContext, StageContext
 from avct.train.stages.headmotion import HeadMotionStage, PoseSequences
 

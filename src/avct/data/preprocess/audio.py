@@ -13,8 +13,6 @@ from .report import MIN_SECONDS, Skip
 # The 41-d features of the last frame need a full 25 ms analysis window: 15 ms of audio past the end of
 # the video are kept so that 640 T + 240 samples give exactly 4 T feature rows and T phoneme ids.
 AUDIO_TAIL = 240
-
-
 PHONEME_MODES = ("recognize", "none")
 
 

@@ -12,20 +12,10 @@ from .scan import Detection
 
 
 MIN_FACE_FRACTION = 0.5   # a face in at least this fraction of the sampled frames
-
-
 COMPARABLE_AREA = 0.5     # a second face with >= this fraction of the largest's area makes a frame ambiguous
-
-
 MAX_AMBIGUOUS_FRACTION = 0.5
-
-
 MAX_CENTRE_SHIFT = 1.0    # speaker: centre within this many median face sides of the median centre ...
-
-
 SIZE_RATIO = 2.0          # ... and size within this factor of the median size
-
-
 UNION_PERCENTILE = 10     # robust union of the speaker's boxes: 10th/90th percentile of each edge
 
 

@@ -16,11 +16,7 @@ from .scan import decoded_frames, open_video
 
 
 MAX_LOST_FRACTION = 0.25  # skip a clip whose face is lost in more than a quarter of its frames
-
-
 TRACK_MARGIN = 0.25       # per frame, the face centre must lie in the crop's face region grown by this
-
-
 FLUSH_FRAMES = 500        # frames.npy is flushed to disk every this many frames (~100 MB)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from ...errors import AvctError
 from ...io_utils import atomic_write_text
-from ..dataset import FORMAT, SUPPORTED_VERSIONS, read_index
 from ...media import FPS, IMAGE_SIZE, SAMPLE_RATE
+from ..dataset import FORMAT, SUPPORTED_VERSIONS, read_index
 from .report import ClipOutcome
 
 

@@ -15,8 +15,6 @@ from .report import Skip
 
 
 SAMPLE_INTERVAL_S = 1.0   # face detection on one source frame per second for the crop ...
-
-
 MIN_SAMPLES = 8           # ... but on at least this many frames per clip
 
 
