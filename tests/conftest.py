@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared_files import SHARED, require
+from support.shared_files import SHARED, require
 
 PARITY = SHARED / "reference" / "parity"
 DATA = SHARED / "data"

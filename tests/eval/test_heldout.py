@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiny_dataset import VIDEO, build_tiny_dataset
+from support.tiny_dataset import VIDEO, build_tiny_dataset
 
 FRAMES = 12
 

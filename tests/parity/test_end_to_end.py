@@ -7,7 +7,7 @@ import torch
 
 from avct.inference.options import GenerateOptions
 from avct.inference.pipeline import Pipeline, Reference, Speech
-from parity_data import golden
+from support.parity_data import golden
 
 
 @pytest.fixture(scope="module")

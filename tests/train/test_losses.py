@@ -155,7 +155,7 @@ def inception():
 def _face(size: int = 128) -> torch.Tensor:
     """A real face crop (1, 3, size, size) in [0, 1]."""
     import cv2
-    from shared_files import shared_image
+    from support.shared_files import shared_image
 
     image = cv2.resize(shared_image("woman_crop256_dreamtalk.png")[..., :3], (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
+from support.stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, overfit_syncnet, seed_all)
 from avct.weights.store import AvctModels, load_models, merge_models, save_models
 from avct.config import small_config

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from _stage_helpers import (RENDERER_OVERRIDES, RENDERER_STEPS, Runner, build_stage, drop_factor, fixed_batch,
+from support.stage_helpers import (RENDERER_OVERRIDES, RENDERER_STEPS, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, seed_all)
 from avct.weights.store import load_models
 from avct.config import ModelConfig

@@ -13,7 +13,7 @@ from avct.face import landmarks as lm
 from avct.face.crop import crop_face
 from avct.face.landmarks import MultipleFacesWarning, detect_faces, largest_face
 
-from shared_files import IMAGES, shared_image as _image
+from support.shared_files import IMAGES, shared_image as _image
 
 
 def _box_close(a, b, frac: float) -> bool:

@@ -11,7 +11,7 @@ from avct.face.crop import (aspect_preserved_bbox, crop_box, crop_face, crop_ref
                             official_aspect_preserved_bbox, shifted_face_box)
 from avct.face.landmarks import Face, detect_faces
 
-from shared_files import shared_image as _image
+from support.shared_files import shared_image as _image
 
 
 @functools.cache

@@ -8,7 +8,7 @@ import torch
 from avct.models.blocks import make_coordinate_grid
 from avct.inference.options import GenerateOptions
 from avct.inference.sharp import SharpCompositor, make_canvas
-from shared_files import shared_image
+from support.shared_files import shared_image
 
 GRID = 64
 
@@ -138,7 +138,7 @@ def speech_2s(tmp_path_factory):
     from avct.audio.decode import load_audio
     from avct.inference.pipeline import load_speech
 
-    decoded = load_audio(Path(__file__).resolve().parents[1] / "examples" / "speech_librivox_austen_7s.wav")
+    decoded = load_audio(Path(__file__).resolve().parents[2] / "examples" / "speech_librivox_austen_7s.wav")
     wav = tmp_path_factory.mktemp("speech") / "speech_2s.wav"
     scipy.io.wavfile.write(wav, decoded.sample_rate, (decoded.samples[: 2 * decoded.sample_rate] * 32767).astype(np.int16))
     return wav, load_speech(wav)

@@ -20,7 +20,7 @@ from avct.inference.motion_controls import (hold_missing, hold_pose, loop_frames
                                   scale_poses, transfer_pose_changes)
 from avct.inference.options import GenerateOptions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "examples" / "astronaut.png"
 SPEECH = ROOT / "examples" / "speech_librivox_austen_7s.wav"
 POSE_CLIP = "vox2_man_hoodie_620900105_pcavs.mp4"  # a head that turns and sways a lot in its first 2 s

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(os.environ.get("AVCT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+SHARED = Path(os.environ.get("AVCT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 IMAGES = SHARED / "data" / "image"
 
 

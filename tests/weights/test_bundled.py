@@ -12,7 +12,7 @@ from avct.weights.store import COMPONENTS, load_models
 from avct.cli.main import main
 from avct.config import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "examples" / "astronaut.png"
 SPEECH = ROOT / "examples" / "speech_librivox_austen_7s.wav"
 

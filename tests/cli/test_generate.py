@@ -10,7 +10,7 @@ from PIL import Image
 
 from avct.cli.main import main
 from avct.video.reader import probe_video
-from parity_data import golden
+from support.parity_data import golden
 
 POSE = "0.017,0.025,0.026,-1.2,26.8,246.8"
 

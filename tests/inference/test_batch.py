@@ -16,9 +16,9 @@ from avct.errors import AvctError
 from avct.io_utils import atomic_write_bytes
 from avct.inference.options import GenerateOptions
 
-from shared_files import IMAGES, require
+from support.shared_files import IMAGES, require
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "examples" / "astronaut.png"
 SPEECH = ROOT / "examples" / "speech_librivox_austen_7s.wav"
 

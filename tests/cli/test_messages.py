@@ -17,9 +17,9 @@ from avct.errors import AvctError, AvctNotice
 from avct.face.head_pose import FRONTAL_POSE
 from avct.face.landmarks import detect_faces, select_face
 
-from shared_files import IMAGES, require, shared_image
+from support.shared_files import IMAGES, require, shared_image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "examples" / "astronaut.png"
 SPEECH = ROOT / "examples" / "speech_librivox_austen_7s.wav"
 
