@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from avct.eval.lmd import frame_landmarks, landmark_distance, normalise_mouth, pair_indices, video_lmd
+from avct.eval.lmd import frame_landmarks, landmark_distance, normalize_mouth, pair_indices, video_lmd
 
 VIDEO = "vox2_man_hoodie_620900105_pcavs.mp4"
 
@@ -40,7 +40,7 @@ def test_similarity_transform_of_landmarks_changes_nothing(landmarks):
         rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         moved = scale * lm @ rot.T + shift
         assert landmark_distance(moved, lm) < 1e-12
-        np.testing.assert_allclose(normalise_mouth(moved), normalise_mouth(lm), atol=1e-12)
+        np.testing.assert_allclose(normalize_mouth(moved), normalize_mouth(lm), atol=1e-12)
 
 
 def test_moved_and_scaled_frames_stay_close(frames, landmarks):
