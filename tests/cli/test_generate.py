@@ -8,7 +8,7 @@ import pytest
 import scipy.io.wavfile
 from PIL import Image
 
-from avct.cli.main import main
+from avct.cli import main
 from avct.video.reader import probe_video
 from support.parity_data import golden
 

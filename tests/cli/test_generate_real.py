@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from avct.cli.main import main
+from avct.cli import main
 from avct.video.reader import probe_video, read_video
 
 

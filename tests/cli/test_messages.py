@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avct.cli.main import main
+from avct.cli import main
 from avct.errors import AvctError, AvctNotice
 from avct.face.head_pose import FRONTAL_POSE
 from avct.face.landmarks import detect_faces, select_face

@@ -3,7 +3,7 @@ import numpy as np
 
 from avct.audio.phonemes import frame_phoneme_ids, read_phoneme_json
 from avct.audio.recognize import transcript_from_words
-from avct.cli.main import main
+from avct.cli import main
 
 
 def test_pose_command(data, capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avct.inference.batch import plan_jobs, read_manifest, run_batch
-from avct.cli.main import main
+from avct.cli import main
 from avct.errors import AvctError
 from avct.io_utils import atomic_write_bytes
 from avct.inference.options import GenerateOptions

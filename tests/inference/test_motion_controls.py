@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from avct.cli.generate import generate_options
-from avct.cli.main import build_parser, main
+from avct.cli import build_parser, main
 from avct.errors import AvctError
 from avct.face.landmarks import detect_faces
 from avct.models.keypoints import Keypoints

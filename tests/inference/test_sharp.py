@@ -182,7 +182,7 @@ def test_generate_pastes_into_the_whole_photo(pipeline, speech_2s, tmp_path, dat
     """CLI, bundled weights: full-size mp4 + PNG frames; outside the face crop every PNG is the photo."""
     from PIL import Image
 
-    from avct.cli.main import main
+    from avct.cli import main
     from avct.face.image import read_image
     from avct.inference.pipeline import load_reference
     from avct.video.reader import probe_video

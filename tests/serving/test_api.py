@@ -62,7 +62,7 @@ def test_upload_limit_is_413_while_streaming(serve, speech_2s, tmp_path):
 
 
 def test_bad_input_is_422_with_the_cli_message(serve, speech_2s, tmp_path, capsys):
-    from avct.cli.main import main
+    from avct.cli import main
 
     not_image = tmp_path / "notes.png"                      # text behind an image's name
     not_image.write_text("not a picture", encoding="utf-8")

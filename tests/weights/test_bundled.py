@@ -9,7 +9,7 @@ import pytest
 
 import avct.weights.bundled as dw
 from avct.weights.store import COMPONENTS, load_models
-from avct.cli.main import main
+from avct.cli import main
 from avct.config import small_config
 
 ROOT = Path(__file__).resolve().parents[2]

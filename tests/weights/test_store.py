@@ -7,7 +7,7 @@ import torch
 
 from avct.weights.official import load_official
 from avct.weights.store import load_models, save_models
-from avct.cli.main import main
+from avct.cli import main
 from avct.config import ModelConfig, small_config
 from avct.errors import AvctError
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv and argv[0] in STAGE_NAMES:  # `python -m avct.cli.train headmotion ...`
         argv = ["train", *argv]
-    from .main import run_command
+    from . import run_command
 
     return run_command(parser.parse_args(argv))
 
