@@ -54,8 +54,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def render_windows(pipeline, reference, features: np.ndarray, phoneme_ids: np.ndarray, frames: int,
                    windows: int = 3) -> np.ndarray:
     """Frames of ``windows`` windows of ``frames`` frames, spread evenly from the start of the clip."""
-    from avct.audio.features import ROWS_PER_FRAME
-    from avct.pipeline import Speech
+    from avct.media import ROWS_PER_FRAME
+    from avct.inference.pipeline import Speech
 
     n = min(len(features) // ROWS_PER_FRAME, len(phoneme_ids))
     out = []
@@ -108,8 +108,8 @@ def main() -> None:
     from avct.audio.decode import load_audio
     from avct.audio.features import acoustic_features
     from avct.audio.phonemes import frame_phoneme_ids
-    from avct.default_weights import default_weights_dir
-    from avct.pipeline import Pipeline, Speech, load_reference, load_speech
+    from avct.weights.bundled import default_weights_dir
+    from avct.inference.pipeline import Pipeline, Speech, load_reference, load_speech
 
     recognize._decoder(recognize.DEFAULT_MODE)  # model loading is a one-off per process, not per second
     pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=8)

@@ -7,7 +7,7 @@
 
 Weights follow the parity fill rule (no trained official-size weights ship here); speed does not depend
 on weight values. Inputs: a real photo (cropped, pose estimated) and real speech with reference phonemes.
-The "per-frame" baseline is the official loop's structure (avct.per_frame): keypoint detector, window
+The "per-frame" baseline is the official loop's structure (avct.testing.per_frame): keypoint detector, window
 building, AVCT and full generator per frame, batch 1.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ PHOTO_512 = ROOT / "examples" / "astronaut.png"  # 512 x 512: the sharp path's o
 def load_inputs(npz: str | None = None):
     """The real inputs, or the same inputs prepared earlier (``--save-inputs``) for a machine without the
     front-end's packages (e.g. a bare GPU box)."""
-    from avct.pipeline import Reference, Speech, load_reference, load_speech
+    from avct.inference.pipeline import Reference, Speech, load_reference, load_speech
 
     if npz:
         with np.load(npz) as f:
@@ -70,8 +70,8 @@ def time_frames(make_iter, n: int, device: torch.device, warmup: int | None = No
 def output_paths(pipeline, speech, n: int, label: str) -> dict:
     """Finished uint8 frames per second on a 512² photo: the classic 256² renderer output against the sharp
     path (the photo warped at 512², pasted back), same pipeline, same frames."""
-    from avct.options import GenerateOptions
-    from avct.pipeline import load_reference
+    from avct.inference.options import GenerateOptions
+    from avct.inference.pipeline import load_reference
 
     reference = load_reference(PHOTO_512)
     out = {}
@@ -90,9 +90,9 @@ def output_paths(pipeline, speech, n: int, label: str) -> dict:
 def outputs_only(args) -> dict:
     """The sharp path against the classic renderer alone (no per-frame baseline): official size, then the
     bundled weights, bf16, the same speech."""
-    from avct.checkpoints import load_models
-    from avct.default_weights import default_weights_dir
-    from avct.pipeline import Pipeline, Speech
+    from avct.weights.store import load_models
+    from avct.weights.bundled import default_weights_dir
+    from avct.inference.pipeline import Pipeline, Speech
     from avct.testing.weight_fill import filled_models
 
     _, speech = load_inputs(args.inputs)
@@ -112,9 +112,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def speed(args) -> dict:
-    from avct.devices import keep_large_allocations_in_heap
-    from avct.per_frame import per_frame_predictions
-    from avct.pipeline import Pipeline, Speech
+    from avct.inference.devices import keep_large_allocations_in_heap
+    from avct.testing.per_frame import per_frame_predictions
+    from avct.inference.pipeline import Pipeline, Speech
     from avct.testing.weight_fill import filled_models
 
     device = torch.device(args.device)
@@ -157,8 +157,8 @@ def speed(args) -> dict:
         results.update(fps_bf16_compiled=fps_c, speedup_bf16_compiled=fps_c / slow_fps, psnr_bf16_compiled=psnr(f32, fc))
     results.update(output_paths(plow, speech, n_fast, "official"))
     if not args.inputs:
-        from avct.checkpoints import load_models
-        from avct.default_weights import default_weights_dir
+        from avct.weights.store import load_models
+        from avct.weights.bundled import default_weights_dir
 
         bundled = Pipeline(load_models(default_weights_dir()), device=device, precision=low, batch_size=args.batch_size)
         results.update(output_paths(bundled, speech, n_fast, "bundled"))
@@ -174,11 +174,11 @@ PSNR_FLOOR = 35.0
 
 def runtimes(args, models, reference, speech, n_fast: int, f32: np.ndarray, slow_fps: float,
              candidates: list[tuple[str, float, float]]) -> dict:
-    """The renderer on each CPU runtime of avct.backends (fp32 weights in; the first run with these weights
+    """The renderer on each CPU runtime of avct.inference.backends (fp32 weights in; the first run with these weights
     converts them, cached after), and the fastest path that meets the PSNR floor against torch fp32."""
-    from avct.backends import BACKENDS
+    from avct.inference.backends import BACKENDS
     from avct.errors import AvctError
-    from avct.pipeline import Pipeline
+    from avct.inference.pipeline import Pipeline
 
     results: dict = {}
     for backend in BACKENDS[1:]:
@@ -252,9 +252,9 @@ def memory_probe(wav: str, phonemes: str, frames: int, device: str) -> None:
     """Child process: load, prepare the whole audio, render `frames` frames into an mp4 with all the audio."""
     import gc
 
-    from avct.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline, load_reference, load_speech
     from avct.testing.weight_fill import filled_models
-    from avct.video import VideoWriter
+    from avct.video.writer import VideoWriter
 
     pipeline = Pipeline(filled_models(), device=device, precision="fp32")
     gc.collect()

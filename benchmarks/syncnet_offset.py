@@ -32,7 +32,7 @@ def shifted_videos(clip_dir: Path, out_dir: Path) -> list[Path]:
     """The clip's frames with its audio delayed by k frames (k > 0: audio later), same length."""
     import scipy.io.wavfile
 
-    from avct.video import VideoWriter
+    from avct.video.writer import VideoWriter
 
     frames = np.load(clip_dir / "frames.npy", mmap_mode="r")
     audio = np.load(clip_dir / "audio.npy").astype(np.int16)
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/avct_syncnet_offset")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from avct.data.preprocess import preprocess
+    from avct.data.preprocess.run import preprocess
     from avct.eval.evaluate import evaluate
     from avct.train.engine import train
 

@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=256)
     args = p.parse_args(argv)
 
-    from avct.checkpoints import load_models
-    from avct.default_weights import resolve_checkpoint
-    from avct.options import GenerateOptions
-    from avct.pipeline import Pipeline, load_reference, load_speech
-    from avct.video import read_video
+    from avct.weights.store import load_models
+    from avct.weights.bundled import resolve_checkpoint
+    from avct.inference.options import GenerateOptions
+    from avct.inference.pipeline import Pipeline, load_reference, load_speech
+    from avct.video.reader import read_video
 
     pipeline = Pipeline(load_models(resolve_checkpoint(args.checkpoint)), device="cpu")
     real = list(read_video(args.clip))

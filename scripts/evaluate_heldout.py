@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     args = p.parse_args(argv)
 
-    from avct.checkpoints import load_models, merge_models
-    from avct.default_weights import DEFAULT_NAME, default_syncnet_dir, resolve_checkpoint
+    from avct.weights.store import load_models, merge_models
+    from avct.weights.bundled import DEFAULT_NAME, default_syncnet_dir, resolve_checkpoint
     from avct.eval.heldout import BUNDLED_DSYNC_LABEL, comparison_markdown, evaluate_variants, reconstruct_clips
     from avct.io_utils import atomic_write_text
-    from avct.pipeline import Pipeline
+    from avct.inference.pipeline import Pipeline
 
     models = merge_models([load_models(resolve_checkpoint(c)) for c in args.checkpoint or [None]])
     pipeline = Pipeline(models, precision=args.precision)

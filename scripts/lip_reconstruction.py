@@ -72,19 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.videos) == bool(args.data):
         p.error("give either videos or --data")
 
-    from avct.checkpoints import load_models, merge_models
-    from avct.data.dataset import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
-    from avct.default_weights import resolve_checkpoint
+    from avct.weights.store import load_models, merge_models
+    from avct.data.dataset import TalkingHeadDataset
+    from avct.media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+    from avct.weights.bundled import resolve_checkpoint
     from avct.eval.heldout import write_wav
     from avct.eval.lips import compare_measures, measure_frames
     from avct.io_utils import atomic_write_text
-    from avct.pipeline import Pipeline, load_reference, load_speech
-    from avct.video import write_video
+    from avct.inference.pipeline import Pipeline, load_reference, load_speech
+    from avct.video.writer import write_video
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
     if args.videos:
-        from avct.data.preprocess import preprocess
+        from avct.data.preprocess.run import preprocess
 
         preprocess(args.videos, data, phonemes="none", max_seconds=args.max_seconds, progress=False)
     checkpoints = [str(resolve_checkpoint(c)) for c in args.checkpoint or [None]]

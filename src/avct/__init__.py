@@ -9,7 +9,7 @@ __all__ = ["AvctError", "Pipeline", "__version__"]
 def __getattr__(name: str):
     # Lazy: importing avct (e.g. for the CLI's --help) should not pay for torch.
     if name == "Pipeline":
-        from .pipeline import Pipeline
+        from .inference.pipeline import Pipeline
 
         return Pipeline
     raise AttributeError(name)

@@ -152,7 +152,7 @@ def small_config() -> ModelConfig:
 PRESETS = {"official": official_config, "small": small_config}
 
 
-def preset(name: str) -> ModelConfig:
+def model_preset(name: str) -> ModelConfig:
     try:
         return PRESETS[name]()
     except KeyError:

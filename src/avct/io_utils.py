@@ -1,8 +1,9 @@
-"""Atomic file writes: an output either appears complete or not at all."""
+"""Atomic writes of files and folders: an output either appears complete or not at all."""
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -44,3 +45,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a new hidden folder beside ``path`` (``suffix`` ends its name); when the block succeeds it
+    replaces ``path`` (:func:`replace_folder`); on any exception (Ctrl-C included) it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
+    try:
+        yield tmp
+        chmod_default(tmp, directory=True)
+        replace_folder(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target`` with renames only (never a half-written ``target``); a folder
+    already there is moved aside first and then removed."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=".tmp", dir=target.parent))
+    os.replace(target, aside / target.name)
+    os.replace(new, target)
+    shutil.rmtree(aside, ignore_errors=True)

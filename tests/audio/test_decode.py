@@ -14,7 +14,7 @@ import scipy.signal
 
 from avct.audio.decode import MIN_SAMPLES, load_audio
 from avct.errors import AvctError
-from parity_data import golden
+from support.parity_data import golden
 
 FRAME_S = 0.04  # one 25 fps video frame
 CLIP = "audio/voxceleb_id01921_5s.wav"  # real 16 kHz mono int16 speech, 4.62 s

@@ -11,8 +11,8 @@ from avct.audio.features import acoustic_features, f0_harvest, f0_harvest_fast, 
 from avct.audio.frontend import CombinedProgress
 from avct.audio.phonemes import frame_phoneme_ids, read_phoneme_json
 from avct.errors import AvctError
-from avct.options import GenerateOptions
-from avct.pipeline import load_speech
+from avct.inference.options import GenerateOptions
+from avct.inference.pipeline import load_speech
 
 GOFORWARD = "audio/pocketsphinx_goforward_s16le_16k.raw"
 

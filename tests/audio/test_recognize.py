@@ -13,7 +13,7 @@ import pytest
 from avct.audio import recognize
 from avct.audio.decode import load_audio
 from avct.audio.phonemes import PHONEMES, Word, frame_phoneme_ids, read_phoneme_json
-from avct.audio.recognize import (chunk_bounds, normalise_transcript, number_words,
+from avct.audio.recognize import (chunk_bounds, normalize_transcript, number_words,
                                   recognize_phonemes, transcript_from_words)
 from avct.errors import AvctError
 
@@ -167,8 +167,8 @@ def test_bad_mode_and_empty_audio():
         recognize_phonemes(np.ones(100))
 
 
-def test_normalise_transcript():
-    assert normalise_transcript("Hello, WORLD!  It\u2019s 1,250 well-known 'quotes'.") == [
+def test_normalize_transcript():
+    assert normalize_transcript("Hello, WORLD!  It\u2019s 1,250 well-known 'quotes'.") == [
         "hello", "world", "it's", "one", "thousand", "two", "hundred", "fifty", "well", "known", "quotes"]
     assert number_words(2024) == ["two", "thousand", "twenty", "four"]
     assert number_words(3_000_017) == ["three", "million", "seventeen"]

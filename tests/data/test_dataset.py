@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avct.data.dataset import ClipArrays, TalkingHeadDataset
-from avct.data.preprocess import preprocess
+from avct.data.preprocess.run import preprocess
 from avct.errors import AvctError
 
 CLIP = "hdtf_rdradio10_vexpress_2s"

@@ -18,8 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-import avct.data.preprocess as pp
-from avct.data.preprocess import Detection, choose_crop, preprocess
+import avct.data.preprocess.run as pp
+from avct.cli.preprocess import add_preprocess_parser
+from avct.data.preprocess.audio import audio_span
+from avct.data.preprocess.crop import choose_crop
+from avct.data.preprocess.frames import _crop
+from avct.data.preprocess.run import preprocess
+from avct.data.preprocess.scan import Detection, VideoScan
 from avct.errors import AvctError
 
 MAX_S = 3.0
@@ -39,7 +44,7 @@ def _name(file: str) -> str:
 
 def _make_bad_clips(folder: Path, data: Path) -> None:
     """Synthetic inputs for the rules no shared clip exercises: two comparable faces, too short, corrupt."""
-    from avct.video import write_video
+    from avct.video.writer import write_video
 
     folder.mkdir()
     audio = data / "audio" / "edtalk_11_7s.wav"
@@ -167,13 +172,13 @@ def test_poses_and_mouth_boxes_are_plausible(run, file):
 
 def test_30fps_clip_is_resampled_by_timestamps(run, data):
     """kristinoem is 30 fps from t = 0: frame i must be source frame round(1.2 i) cut with the clip's box."""
-    from avct.video import read_video
+    from avct.video.reader import read_video
 
     _, root, _, _ = run
     folder = root / "clips" / "kristinoem_styletalk_18s"
     frames = np.load(folder / "frames.npy", mmap_mode="r")
     box = tuple(json.loads((folder / "meta.json").read_text())["crop_box"])
-    source = [pp._crop(f, box) for _, f in zip(range(95), read_video(data / "video" / "kristinoem_styletalk_18s.mp4"))]
+    source = [_crop(f, box) for _, f in zip(range(95), read_video(data / "video" / "kristinoem_styletalk_18s.mp4"))]
     for i in range(0, 75, 7):
         j = round(1.2 * i)
         errors = {k: np.abs(frames[i].astype(int) - source[k]).mean() for k in range(max(0, j - 2), j + 3)}
@@ -187,7 +192,7 @@ def test_dropped_frame_clip_uses_nearest_timestamps(run, data):
     _, root, _, _ = run
     with av.open(str(data / "video" / "hdtf_rdradio10_vexpress_2s.mp4")) as c:
         times = np.array([f.time for f in c.decode(c.streams.video[0])])
-    scan = pp.VideoScan(times, [], 512, 512)
+    scan = VideoScan(times, [], 512, 512)
     ticks = scan.tick_sources()
     assert len(ticks) == 52 == len(np.load(root / "clips" / "hdtf_rdradio10_vexpress_2s" / "frames.npy", mmap_mode="r"))
     for k, j in enumerate(ticks):
@@ -292,7 +297,7 @@ def test_choose_crop_rules():
 
 def test_cli_entry(data, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="avct")
-    pp.add_preprocess_parser(parser.add_subparsers(dest="command"))
+    add_preprocess_parser(parser.add_subparsers(dest="command"))
     video = data / "video"
     args = parser.parse_args(["preprocess", str(video / "hdtf_rdradio10_vexpress_2s.mp4"),
                               str(video / "mead_M030_neutral_noaudio_4s.mp4"), "--out", str(tmp_path / "ds"),
@@ -350,10 +355,10 @@ def test_collect_videos_from_files_and_folders(tmp_path):
 
 def test_audio_span_pads_leading_silence():
     x = np.arange(1, 11, dtype=np.float32)
-    assert np.array_equal(pp.audio_span(x, 2, 4), [3, 4, 5, 6])
-    assert np.array_equal(pp.audio_span(x, -3, 5), [0, 0, 0, 1, 2])
-    assert np.array_equal(pp.audio_span(x, 8, 5), [9, 10])          # the track ends first
-    assert np.array_equal(pp.audio_span(x, -9, 5), [0, 0, 0, 0, 0])
+    assert np.array_equal(audio_span(x, 2, 4), [3, 4, 5, 6])
+    assert np.array_equal(audio_span(x, -3, 5), [0, 0, 0, 1, 2])
+    assert np.array_equal(audio_span(x, 8, 5), [9, 10])          # the track ends first
+    assert np.array_equal(audio_span(x, -9, 5), [0, 0, 0, 0, 0])
 
 
 def test_audio_delay_resyncs_the_audio_track(data, tmp_path):

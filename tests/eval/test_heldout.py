@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiny_dataset import VIDEO, build_tiny_dataset
+from support.tiny_dataset import VIDEO, build_tiny_dataset
 
 FRAMES = 12
 
@@ -18,7 +18,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def pipeline(small_checkpoint_dir):
-    from avct.pipeline import Pipeline
+    from avct.inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoint(small_checkpoint_dir, device="cpu")
 
@@ -34,7 +34,7 @@ def heldout(data, tmp_path_factory, pipeline):
 
 
 def test_every_variant_has_every_clip_with_the_same_length(heldout):
-    from avct.video import probe_video
+    from avct.video.reader import probe_video
 
     _, folders = heldout
     assert set(folders) == {"reference", "generated", "classic", "static", "rendered_static"}
@@ -46,8 +46,8 @@ def test_every_variant_has_every_clip_with_the_same_length(heldout):
 
 
 def test_baselines_hold_still_on_the_right_picture(heldout, pipeline):
-    from avct.pipeline import load_reference
-    from avct.video import read_video
+    from avct.inference.pipeline import load_reference
+    from avct.video.reader import read_video
 
     root, folders = heldout
     first = np.load(Path(root) / "clips" / "obama_00" / "frames.npy")[0]
@@ -62,8 +62,8 @@ def test_baselines_hold_still_on_the_right_picture(heldout, pipeline):
 def test_still_frame_is_the_first_generated_frame(heldout, pipeline):
     """Relative motion makes frame 0's driving keypoints the source's own (kp_src + 0, J·J0⁻¹·J_src with
     J = J0), so the first generated frame is the renderer's still picture of the reference."""
-    from avct.options import GenerateOptions
-    from avct.pipeline import Speech, load_reference
+    from avct.inference.options import GenerateOptions
+    from avct.inference.pipeline import Speech, load_reference
 
     clip = Path(heldout[0]) / "clips" / "obama_00"
     reference = load_reference(np.ascontiguousarray(np.load(clip / "frames.npy")[0]), crop=False)
@@ -110,8 +110,8 @@ def test_comparison_table_of_the_variants(tmp_path):
 def test_reenactment_with_the_clip_itself(heldout):
     """Driven by its own first frame the renderer draws its still picture; then one frame per driving
     frame, each moved by that frame's keypoints (relative to the first). Bundled weights: a real renderer."""
-    from avct.default_weights import default_weights_dir
-    from avct.pipeline import Pipeline, load_reference
+    from avct.weights.bundled import default_weights_dir
+    from avct.inference.pipeline import Pipeline, load_reference
 
     pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=2)
     frames = np.load(Path(heldout[0]) / "clips" / "obama_00" / "frames.npy")

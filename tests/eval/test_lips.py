@@ -135,7 +135,7 @@ def test_real_clip_against_itself(real, data):
 
 
 def test_frozen_mouth_scores_zero(real, data):
-    from avct.video import read_video
+    from avct.video.reader import read_video
 
     first = next(read_video(data / "video" / VIDEO))
     static = measure_frames(itertools.repeat(first, 40), FPS)     # first frame repeated

@@ -18,7 +18,7 @@ from avct.face.image import read_image
 from avct.face.landmarks import largest_face
 from avct.face.pose_box import draw_pose_box, project_box
 
-from shared_files import IMAGES, require
+from support.shared_files import IMAGES, require
 
 
 @functools.cache

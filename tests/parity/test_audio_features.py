@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from avct.audio.features import acoustic_features, fill_unvoiced, normalize_waveform
-from parity_data import golden
+from support.parity_data import golden
 
 
 @pytest.fixture(scope="module")

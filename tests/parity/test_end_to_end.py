@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from avct.options import GenerateOptions
-from avct.pipeline import Pipeline, Reference, Speech
-from parity_data import golden
+from avct.inference.options import GenerateOptions
+from avct.inference.pipeline import Pipeline, Reference, Speech
+from support.parity_data import golden
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 
 from avct.models.keypoints import Keypoints
 from avct.models.motion import relative_motion
-from parity_data import golden
+from support.parity_data import golden
 
 
 def close(actual, expected, atol, what):

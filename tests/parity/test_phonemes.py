@@ -7,7 +7,7 @@ import pytest
 from avct.audio.phonemes import (PHONEME_TO_ID, frame_phoneme_ids, read_phoneme_json, words_to_json,
                                  write_phoneme_json)
 from avct.errors import AvctError
-from parity_data import golden
+from support.parity_data import golden
 
 
 def test_table_matches_official(parity):

@@ -5,7 +5,7 @@ import torch
 from avct.face.pose_box import draw_pose_box, project_box
 from avct.models.avct import POSE_SCALE
 from avct.models.blocks import AntiAliasInterpolation2d
-from parity_data import golden
+from support.parity_data import golden
 
 
 def test_pose_boxes_exact(parity):

@@ -1,4 +1,4 @@
-"""Real `avct serve` servers for the tests (see live_server.py), over one Pipeline with the bundled weights
+"""Real `avct serve` servers for the tests (see support/live_server.py), over one Pipeline with the bundled weights
 (fp32) loaded once for the session, and a 2 s cut of the example speech."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live_server import EXAMPLE_SPEECH, SPEECH_SECONDS, Served, live_server
+from support.live_server import EXAMPLE_SPEECH, SPEECH_SECONDS, Served, live_server
 
 
 @pytest.fixture(scope="session")

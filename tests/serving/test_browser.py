@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from cdp_browser import Browser, find_chromium
-from live_server import EXAMPLE_IMAGE, REPO, SPEECH_SECONDS
+from support.cdp_browser import Browser, find_chromium
+from support.live_server import EXAMPLE_IMAGE, REPO, SPEECH_SECONDS
 
 SCREENSHOT = REPO / "docs" / "serve_page.png"
 STATE = """(() => {

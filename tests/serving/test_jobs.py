@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from avct.errors import AvctError
-from avct.options import GenerateOptions
+from avct.inference.options import GenerateOptions
 from avct.serving.jobs import FRONT_END_PROGRESS, Job, JobStore, QueueFull, new_job_id
-from live_server import wait_until
+from support.live_server import wait_until
 
 
 class Clock:

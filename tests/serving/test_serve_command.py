@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import avct
-from avct.options import GenerateOptions
+from avct.inference.options import GenerateOptions
 from avct.serving.client import request
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(avct.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}

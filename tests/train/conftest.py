@@ -1,4 +1,4 @@
-"""Training-test fixtures: the tiny real dataset (tests/tiny_dataset.py) and one CPU thread."""
+"""Training-test fixtures: the tiny real dataset (tests/support/tiny_dataset.py) and one CPU thread."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_dataset import VIDEO, build_tiny_dataset
+from support.tiny_dataset import VIDEO, build_tiny_dataset
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avct.checkpoints import load_models
+from avct.weights.store import load_models
 from avct.errors import AvctError
 from avct.train.config import PRESET_NAMES, STAGE_NAMES, load_config, preset, to_yaml
-from avct.train.engine import (CHECKPOINTS_DIR, MODULES_FILE, STATE_FILE, StepBatches, latest_checkpoint,
-                               resolve_init, seed_everything, train)
+from avct.train.checkpoint_files import MODULES_FILE, STATE_FILE
+from avct.train.engine import train
+from avct.train.run_dir import CHECKPOINTS_DIR, latest_checkpoint, resolve_init
+from avct.train.sampling import StepBatches
+from avct.train.seeding import seed_everything
 from avct.train.stage import AmpContext
 
 TINY_MODEL = {"head_motion": {"widths": [8, 16, 32, 64], "embedding_dim": 32, "hidden_size": 32}}
@@ -132,7 +135,7 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     yaml_path.write_text(to_yaml(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "avct.train.cli", "headmotion", "--config", str(yaml_path), "--data", str(tiny_dataset),
+           "-m", "avct.cli.train", "headmotion", "--config", str(yaml_path), "--data", str(tiny_dataset),
            "--out", str(tmp_path / "ddp"), "--device", "cpu", "-q"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -299,15 +302,15 @@ def test_stage_registry(monkeypatch):
     from avct.train import stages
     from avct.train.stages.headmotion import HeadMotionStage
 
-    assert list(stages.STAGES) == list(STAGE_NAMES)
-    assert stages.STAGES["headmotion"] is HeadMotionStage
+    assert list(stages.STAGE_MODULES) == list(STAGE_NAMES)
+    assert stages.get_stage("headmotion") is HeadMotionStage
     monkeypatch.setitem(stages.STAGE_MODULES, "renderer", "not_written_yet")
     with pytest.raises(AvctError, match="not available in this build"):
         stages.get_stage("renderer")
 
 
 def test_cli_errors_are_one_line(tiny_dataset, tmp_path, capsys):
-    from avct.train.cli import main
+    from avct.cli.train import main
 
     assert main(["headmotion", "--config", "small", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip()

@@ -10,7 +10,8 @@ import torch
 from avct.errors import AvctError
 from avct.models.blocks import AntiAliasInterpolation2d
 from avct.models.keypoints import Keypoints
-from avct.train.losses import (VGG19, VGG19_ENV, ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss,
+from avct.train.config import VGG19_ENV
+from avct.train.losses import (VGG19, ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss,
                                StridedAntiAlias, Transform,
                                equivariance_losses, feature_matching_loss, load_vgg19, lsgan_discriminator_loss,
                                lsgan_generator_loss)
@@ -154,7 +155,7 @@ def inception():
 def _face(size: int = 128) -> torch.Tensor:
     """A real face crop (1, 3, size, size) in [0, 1]."""
     import cv2
-    from shared_files import shared_image
+    from support.shared_files import shared_image
 
     image = cv2.resize(shared_image("woman_crop256_dreamtalk.png")[..., :3], (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from _stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
+from support.stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, overfit_syncnet, seed_all)
-from avct.checkpoints import AvctModels, load_models, save_models
+from avct.weights.store import AvctModels, load_models, merge_models, save_models
 from avct.config import small_config
 from avct.errors import AvctError
 from avct.models.avct import AudioVisualCorrelationTransformer
 from avct.train.stages import get_stage
-from avct.train.stages.avct import AvctSequences, AvctStage, SequenceAVCT, merge_weights
+from avct.train.stages.avct import AvctSequences, AvctStage, SequenceAVCT
 
 SEQ = 6           # T: the shortest sequence with a D_sync window (frames 3..T-2 -> 2 windows)
 STEPS = 40
@@ -52,8 +52,8 @@ def test_registry_finds_the_stage():
 
 
 def test_sequences_match_the_inference_windows(tiny_dataset):
-    from avct.per_frame import window
-    from avct.pipeline import Speech
+    from avct.testing.per_frame import window
+    from avct.inference.pipeline import Speech
 
     ds = AvctSequences(tiny_dataset, seq_len=SEQ, num_w=5)
     clip = ds.clips[0]
@@ -122,7 +122,7 @@ def test_avct_overfits_a_fixed_sequence(avct_run, tiny_dataset, inits):
 
 
 def test_export_merge_and_generate(avct_run, inits, tmp_path):
-    from avct.pipeline import Pipeline, Reference, Speech
+    from avct.inference.pipeline import Pipeline, Reference, Speech
 
     stage, _, weights = avct_run
     models = load_models(weights)
@@ -134,10 +134,10 @@ def test_export_merge_and_generate(avct_run, inits, tmp_path):
     # a head-motion run's weights + this run's -> everything `avct generate` needs
     torch.manual_seed(0)
     cfg = small_config()
-    from avct.checkpoints import build_component
+    from avct.weights.store import build_component
 
     head = save_models(AvctModels(cfg, head_motion=build_component("head_motion", cfg)), tmp_path / "head")
-    merged = load_models(merge_weights(tmp_path / "merged", weights, head))
+    merged = load_models(save_models(merge_models([load_models(weights), load_models(head)]), tmp_path / "merged"))
     assert set(merged.components()) == {"keypoint_detector", "generator", "avct", "head_motion"}
     assert merged.config.head_motion == cfg.head_motion and merged.config.avct == models.config.avct
     pipe = Pipeline(merged, device="cpu", channels_last=False)

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AvctError
+from ..media import SAMPLE_RATE
 
-TARGET_RATE = 16000
 RAW_SUFFIXES = frozenset({".raw", ".pcm"})
 # Plausible source rates: 4 kHz (below any speech codec) to 768 kHz (the highest rate real ADCs use).
 MIN_SOURCE_RATE, MAX_SOURCE_RATE = 4000, 768_000
@@ -48,7 +48,7 @@ class DecodedAudio:
     samples: np.ndarray
     source_rate: int
     source_channels: int
-    sample_rate: int = TARGET_RATE
+    sample_rate: int = SAMPLE_RATE
     route: str = "resampled"  # "wav16k" (samples used as they are), "resampled" (swresample) or "raw"
 
     @property
@@ -102,8 +102,8 @@ def _check_content(path: Path, samples: np.ndarray) -> None:
     if n == 0:
         raise AvctError(f"audio file {path} contains no audio samples")
     if n < MIN_SAMPLES:
-        raise AvctError(f"audio file {path} is too short ({1000 * n / TARGET_RATE:.1f} ms); at least "
-                        f"{1000 * MIN_SAMPLES / TARGET_RATE:.0f} ms are needed for one 40 ms video frame")
+        raise AvctError(f"audio file {path} is too short ({1000 * n / SAMPLE_RATE:.1f} ms); at least "
+                        f"{1000 * MIN_SAMPLES / SAMPLE_RATE:.0f} ms are needed for one 40 ms video frame")
     if np.ptp(samples) == 0:
         raise AvctError(f"audio file {path} is silent (all samples equal); nothing to animate")
 
@@ -133,7 +133,7 @@ def _read_wav16k(path: Path) -> DecodedAudio | None:
     except Exception:  # scipy raises ValueError, UnboundLocalError, struct.error, ... on bad headers
         return None
     _check_rate(path, int(rate))
-    if rate != TARGET_RATE:
+    if rate != SAMPLE_RATE:
         return None
     channels = 1 if data.ndim == 1 else data.shape[1]
     if data.ndim == 2:
@@ -211,31 +211,46 @@ def _decode_stream(path: Path, container, stream, start: int) -> list[np.ndarray
 
     Undecodable packets are skipped as the ffmpeg CLI does; a stream with none decodable is an error.
     """
-    import av
-
     chunks: list[np.ndarray] = []
     converter: _Converter | None = None
-    decoded = bad = 0
-    for packet in _packets(container, stream):
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            bad += 1
-            continue
-        for frame in frames:
-            decoded += 1
-            if frame.pts is not None:
-                frame.pts -= start
-            if converter is None or not converter.accepts(frame):
-                if converter is not None:  # format change mid-stream: flush, start a new graph
-                    chunks += converter.flush()
-                converter = _Converter(frame)
-            chunks += converter.push(frame)
+    frames = StreamFrames(container, stream)
+    for frame in frames:
+        if frame.pts is not None:
+            frame.pts -= start
+        if converter is None or not converter.accepts(frame):
+            if converter is not None:  # format change mid-stream: flush, start a new graph
+                chunks += converter.flush()
+            converter = _Converter(frame)
+        chunks += converter.push(frame)
     if converter is not None:
         chunks += converter.flush()
-    if decoded == 0 and bad > 0:
-        raise AvctError(f"cannot decode the audio of {path}: all {bad} packets are corrupt")
+    if frames.decoded == 0 and frames.bad > 0:
+        raise AvctError(f"cannot decode the audio of {path}: all {frames.bad} packets are corrupt")
     return chunks
+
+
+class StreamFrames:
+    """The decoded frames of one audio stream, as the ffmpeg CLI reads them: only this stream is demuxed,
+    an undecodable packet is skipped (``bad`` counts them, ``decoded`` the frames) and a read error (a
+    truncated file) ends the stream. The one decoding loop of avct: the speech the lips follow
+    (:func:`load_audio`) and the track the video carries (:mod:`avct.video.writer`) both come from it."""
+
+    def __init__(self, container, stream) -> None:
+        self.container, self.stream = container, stream
+        self.decoded = self.bad = 0
+
+    def __iter__(self):
+        import av
+
+        for packet in _packets(self.container, self.stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                self.bad += 1
+                continue
+            for frame in frames:
+                self.decoded += 1
+                yield frame
 
 
 def _packets(container, stream):
@@ -275,7 +290,7 @@ class _Converter:
                            **extra),
             self.graph.add("aresample", internal_sample_fmt=internal, **{"async": "1"}, first_pts="0"),
             self.graph.add("aformat", sample_fmts="s16", channel_layouts="mono",
-                           sample_rates=str(TARGET_RATE)),
+                           sample_rates=str(SAMPLE_RATE)),
             self.graph.add("abuffersink"),
         ]
         for a, b in zip(chain, chain[1:]):
@@ -344,4 +359,4 @@ def _read_raw(path: Path) -> DecodedAudio:
         raise AvctError(f"raw audio file {path} has an odd number of bytes; expected 16 kHz mono "
                         "16-bit little-endian PCM")
     samples = np.frombuffer(data, dtype="<i2").astype(np.float64)
-    return DecodedAudio(samples, source_rate=TARGET_RATE, source_channels=1, route="raw")
+    return DecodedAudio(samples, source_rate=SAMPLE_RATE, source_channels=1, route="raw")

@@ -24,9 +24,9 @@ from typing import Callable, Literal
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..media import ROWS_PER_FRAME, SAMPLE_RATE
+
 FEATURE_DIM = 41
-ROWS_PER_FRAME = 4  # 4 x 10 ms = one 40 ms video frame
 HOP = 160           # 10 ms at 16 kHz
 WINDOW = 400        # 25 ms analysis window
 PREEMPH = 0.97

@@ -15,8 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from .features import SAMPLE_RATE, acoustic_features, check_f0_method
+from .features import acoustic_features, check_f0_method
 from .phonemes import Word
+from ..media import SAMPLE_RATE
 
 # CPU seconds per second of audio of each part (benchmarks/frontend.py, 2 busy cores), used only to weigh
 # the parts' progress into one fraction.

@@ -48,10 +48,10 @@ import numpy as np
 
 from ..errors import AvctError
 from .phonemes import PHONEME_TO_ID, Phone, Word
+from ..media import SAMPLE_RATE
 
 Mode = Literal["words", "allphone"]
 DEFAULT_MODE: Mode = "words"  # better frame agreement than allphone (benchmarks/phonemes.py)
-SAMPLE_RATE = 16000
 HOP = SAMPLE_RATE // 100  # samples per centisecond = per pocketsphinx frame
 MAX_CHUNK_S = 30.0  # longest piece given to the phone-level pass
 CUT_SEARCH_S = 8.0  # how far before the limit to look for a place to cut
@@ -301,7 +301,7 @@ def _decode_allphone(pcm: np.ndarray, offset_cs: int = 0, report: Report = _no_r
         start = offset_cs + a // HOP
         for s in decoder.seg():  # end_frame is inclusive
             span = (s.word, start + s.start_frame, start + s.end_frame + 1)
-            if _normalise_phone(s.word) == SIL_PHONE:
+            if _normalize_phone(s.word) == SIL_PHONE:
                 segs.append(_Seg(SIL_WORD, (span,)))
             elif segs and segs[-1].word == ALLPHONE_WORD:
                 segs[-1] = _Seg(ALLPHONE_WORD, segs[-1].phones + (span,))
@@ -416,7 +416,7 @@ def number_words(n: int) -> list[str]:
     raise AssertionError("unreachable")
 
 
-def normalise_transcript(text: str) -> list[str]:
+def normalize_transcript(text: str) -> list[str]:
     """Lower-case tokens: curly quotes unified, punctuation dropped, numbers spelled, hyphens split."""
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)  # 1,000 → 1000
@@ -437,7 +437,7 @@ def prepare_transcript(transcript: str) -> list[str]:
     Why keep them: dropped, their audio would be forced onto the neighbouring words and shift every
     phone around them; as spoken noise (``+SPN+``) the aligner absorbs them. They come out with phone SIL.
     """
-    words = normalise_transcript(transcript)
+    words = normalize_transcript(transcript)
     decoder = _decoder("align")
     oov = sorted({w for w in words if decoder.lookup_word(w) in (None, SPOKEN_NOISE)})
     if oov:
@@ -457,13 +457,13 @@ def _ensure_words(decoder, words: list[str]) -> None:
 # conversion to the official format
 
 
-def _normalise_word(name: str) -> str:
+def _normalize_word(name: str) -> str:
     if name == SIL_WORD or not _is_word(name):
         return SIL_WORD
     return _ALT_PRON.sub("", name).upper()
 
 
-def _normalise_phone(name: str) -> str:
+def _normalize_phone(name: str) -> str:
     """Stress digits removed; silence, fillers and anything outside the table become SIL."""
     name = name.rstrip("012").upper()
     return name if name in _PHONES else SIL_PHONE
@@ -474,10 +474,10 @@ def _to_official(segs: list[_Seg], end_cs: int) -> list[Word]:
     tokens: list[tuple[str, list[Span]]] = []
     cursor = 0
     for seg in segs:
-        word = _normalise_word(seg.word)
+        word = _normalize_word(seg.word)
         kept: list[Span] = []
         for ph, bg, ed in seg.phones:
-            ph = SIL_PHONE if word == SIL_WORD else _normalise_phone(ph)
+            ph = SIL_PHONE if word == SIL_WORD else _normalize_phone(ph)
             bg = max(bg + TIME_SHIFT_CS if bg > 0 else 0, cursor)
             ed = min(ed + TIME_SHIFT_CS, end_cs)
             if ed <= bg:

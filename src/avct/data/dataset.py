@@ -26,14 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import AvctError
+from ..media import FPS, IMAGE_SIZE, ROWS_PER_FRAME, SAMPLES_PER_FRAME, SAMPLE_RATE
 
 FORMAT = "avct-dataset"
 SUPPORTED_VERSIONS = (1,)
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-ROWS_PER_FRAME = 4
-IMAGE_SIZE = 256
 FEATURE_DIM = 41
 
 

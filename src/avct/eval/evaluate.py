@@ -31,26 +31,24 @@ from .lips import LipStats, aperture_curve, face_sharpness, lip_statistics, shar
 from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
+from ..media import FPS, VIDEO_SUFFIXES, video_files
 
-__all__ = ["evaluate", "collect_videos", "pair_videos", "VIDEO_SUFFIXES"]
+__all__ = ["evaluate", "videos_by_name", "pair_videos"]
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
-SYNC_FPS = 25.0
 MIN_SYNC_SECONDS = 4.0
 
 
 # ---- inputs ------------------------------------------------------------------------------------
 
 
-def collect_videos(spec: str | os.PathLike | Sequence[str | os.PathLike], what: str) -> dict[str, Path]:
+def videos_by_name(spec: str | os.PathLike | Sequence[str | os.PathLike], what: str) -> dict[str, Path]:
     """Directories (their video files, not recursive) and/or files -> {stem: path}."""
     items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     found: dict[str, Path] = {}
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES
-                           and not q.name.startswith("."))
+            paths = video_files(p)
         elif p.is_file():
             paths = [p]
         else:
@@ -113,10 +111,10 @@ class VideoAnalysis:
 
 def _sync_index(n_frames: int, fps: float) -> np.ndarray:
     """Source frame shown at each 25 fps instant (nearest, as ffmpeg's fps filter)."""
-    if not fps or abs(fps - SYNC_FPS) < 1e-3:
+    if not fps or abs(fps - FPS) < 1e-3:
         return np.arange(n_frames)
-    n_out = int(math.floor(n_frames * SYNC_FPS / fps))
-    return np.minimum(np.floor(np.arange(n_out) * fps / SYNC_FPS + 0.5).astype(int), n_frames - 1)
+    n_out = int(math.floor(n_frames * FPS / fps))
+    return np.minimum(np.floor(np.arange(n_out) * fps / FPS + 0.5).astype(int), n_frames - 1)
 
 
 @dataclass
@@ -130,7 +128,7 @@ class _Context:
 
 def _analyse(path: Path, ctx: _Context, lmd_frames: Callable[[int], bool]) -> VideoAnalysis:
     from ..face.landmarks import detect_faces
-    from ..video import probe_video, read_video
+    from ..video.reader import probe_video, read_video
 
     info = probe_video(path)
     result = VideoAnalysis(path=path, fps=info.fps, has_audio=info.has_audio)
@@ -171,7 +169,7 @@ def _analyse(path: Path, ctx: _Context, lmd_frames: Callable[[int], bool]) -> Vi
 def _sync(result: VideoAnalysis, ctx: _Context, has_audio: bool) -> None:
     """Second decode: reference SyncNet crops at 25 fps, then the offset/confidence search."""
     from ..audio.decode import load_audio
-    from ..video import read_video
+    from ..video.reader import read_video
 
     if not has_audio:
         result.sync_note = "no audio track"
@@ -202,7 +200,7 @@ def _sync(result: VideoAnalysis, ctx: _Context, has_audio: bool) -> None:
     result.sync = score_sync(crops, samples, ctx.embedder, mouths=mouths)
     if result.sync is None:
         result.sync_note = "too short for SyncNet (needs > 5 frames of video and audio)"
-    elif len(index) / SYNC_FPS < MIN_SYNC_SECONDS:
+    elif len(index) / FPS < MIN_SYNC_SECONDS:
         result.sync_note = f"shorter than {MIN_SYNC_SECONDS:.0f} s: SyncNet scores are noisy"
 
 
@@ -252,15 +250,15 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
     ``syncnet``: a syncnet_v2 state-dict file, a D_sync directory, or any :class:`SyncEmbedder`;
     None skips AVOff/AVConf (null). Returns the summary (also written as ``summary.json``).
     """
-    from ..devices import resolve_device
-    from ..video import probe_video
+    from ..inference.devices import resolve_device
+    from ..video.reader import probe_video
 
     if frame_step < 1 or detect_every < 1 or batch_size < 1:
         raise AvctError("--every, --detect-every and --batch-size must be at least 1")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise AvctError(f"output {out} exists and is not a directory")
-    pairs = pair_videos(collect_videos(generated, "generated"), collect_videos(reference, "reference"))
+    pairs = pair_videos(videos_by_name(generated, "generated"), videos_by_name(reference, "reference"))
     dev = resolve_device(device)
 
     notes: list[str] = []

@@ -34,7 +34,7 @@ import importlib.util
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -409,10 +409,3 @@ def fid_from_features(a: np.ndarray | FeatureStats, b: np.ndarray | FeatureStats
         stats.append(f.mean_factor())
     (m1, l1), (m2, l2) = stats
     return _frechet(m1, l1, m2, l2)
-
-
-def fid_of_frames(frames_a: Iterable[np.ndarray], frames_b: Iterable[np.ndarray],
-                  extractor: InceptionFeatures | None = None) -> float | None:
-    """Convenience: FID between two lists of RGB frames."""
-    extractor = extractor or InceptionFeatures()
-    return fid_from_features(extractor(list(frames_a)), extractor(list(frames_b)))

@@ -5,7 +5,7 @@ frame and its audio, and must produce the rest; three videos per clip, same name
 
     reference/<clip>.mp4   the real 256² frames                       (ground truth)
     generated/<clip>.mp4   avct from frame 0 + the clip's audio         (the model, default sharp path:
-                           frame 0 warped at its resolution, :mod:`avct.sharp`)
+                           frame 0 warped at its resolution, :mod:`avct.inference.sharp`)
     classic/<clip>.mp4     the same motion through the paper's 256² renderer (``render="classic"``)
     static/<clip>.mp4      frame 0 repeated for the whole clip          (baseline: no motion at all)
     rendered_static/<clip>.mp4  the renderer's own picture of frame 0, repeated  (baseline: same renderer,
@@ -27,8 +27,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..data.dataset import SAMPLE_RATE, SAMPLES_PER_FRAME, TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from ..errors import AvctError
+from ..media import SAMPLES_PER_FRAME, SAMPLE_RATE
 
 VARIANTS = ("reference", "generated", "classic", "static", "rendered_static")
 # evaluation name -> (video folder scored against reference/, row label); "real" is the reference itself
@@ -58,10 +59,10 @@ def _repeat(frame: np.ndarray, count: int) -> Iterator[np.ndarray]:
 
 def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progress: bool = True) -> dict[str, Path]:
     """Write the three variants of every clip of ``dataset`` under ``out``; returns {variant: folder}.
-    ``pipeline`` is an :class:`avct.pipeline.Pipeline` (its weights are what gets evaluated)."""
-    from ..options import GenerateOptions
-    from ..pipeline import load_reference, load_speech
-    from ..video import write_video
+    ``pipeline`` is an :class:`avct.inference.pipeline.Pipeline` (its weights are what gets evaluated)."""
+    from ..inference.options import GenerateOptions
+    from ..inference.pipeline import load_reference, load_speech
+    from ..video.writer import write_video
 
     root, out = Path(dataset), Path(out)
     clips = TalkingHeadDataset(root).clips

@@ -190,7 +190,7 @@ def measure_frames(frames: Iterable[np.ndarray], fps: float) -> FrameMeasures:
 
 def measure_video(path: str | os.PathLike) -> FrameMeasures:
     """:func:`measure_frames` of every frame of a video file."""
-    from ..video import probe_video, read_video
+    from ..video.reader import probe_video, read_video
 
     return measure_frames(read_video(path), probe_video(path).fps)
 

@@ -31,14 +31,14 @@ import numpy as np
 
 from ..face.landmarks import detect_faces
 
-__all__ = ["MOUTH", "normalise_mouth", "landmark_distance", "frame_landmarks", "pair_indices", "video_lmd"]
+__all__ = ["MOUTH", "normalize_mouth", "landmark_distance", "frame_landmarks", "pair_indices", "video_lmd"]
 
 MOUTH = slice(48, 68)
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
 
 
-def normalise_mouth(landmarks: np.ndarray) -> np.ndarray:
+def normalize_mouth(landmarks: np.ndarray) -> np.ndarray:
     """(68, 2) landmarks -> (20, 2) mouth points, centred, de-rotated, in inter-ocular units."""
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape != (68, 2):
@@ -55,7 +55,7 @@ def normalise_mouth(landmarks: np.ndarray) -> np.ndarray:
 
 def landmark_distance(generated: np.ndarray, reference: np.ndarray) -> float:
     """Mean over the 20 mouth points of the distance between normalised landmarks of one frame pair."""
-    a, b = normalise_mouth(generated), normalise_mouth(reference)
+    a, b = normalize_mouth(generated), normalize_mouth(reference)
     return float(np.linalg.norm(a - b, axis=1).mean())
 
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io_utils import atomic_path, atomic_write_text
+from ..media import FPS
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_plots", "markdown_table",
            "TABLE_COLUMNS", "METRIC_NOTES", "format_number"]
@@ -188,7 +189,7 @@ def write_plots(out_dir: Path, per_video: Sequence[dict[str, Any]], max_lines: i
         ax = fig.subplots()
         for v in synced[:max_lines]:
             conf = np.asarray(v["sync_conf"])
-            ax.plot(np.arange(len(conf)) / 25.0, conf, lw=1, label=f"{v['name']} (AVOff {v['avoff']})")
+            ax.plot(np.arange(len(conf)) / FPS, conf, lw=1, label=f"{v['name']} (AVOff {v['avoff']})")
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("SyncNet confidence")

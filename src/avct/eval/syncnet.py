@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -36,15 +36,14 @@ from scipy import signal
 from torch import nn
 
 from ..errors import AvctError
+from ..media import SAMPLES_PER_FRAME, SAMPLE_RATE
 
-__all__ = ["SyncNetV2", "SyncEmbedder", "SyncResult", "DsyncEmbedder", "load_syncnet_v2", "load_embedder",
+__all__ = ["SyncNetV2", "SyncEmbedder", "SyncResult", "DsyncEmbedder", "load_embedder",
            "mfcc_features", "sync_scores", "score_sync", "default_make_clips", "default_make_windows", "VSHIFT",
-           "CLIP_FRAMES", "SAMPLES_PER_FRAME", "SAMPLE_RATE"]
+           "CLIP_FRAMES"]
 
 VSHIFT = 15
 CLIP_FRAMES = 5
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 MFCC_PER_FRAME = 4       # 100 Hz / 25 fps
 MFCC_WINDOW = 20         # 0.2 s = 5 video frames
 CONF_MEDIAN_KERNEL = 9
@@ -114,42 +113,6 @@ class SyncEmbedder(Protocol):
     def embed_audio(self, windows: Any) -> torch.Tensor: ...
 
 
-def load_syncnet_v2(path: str | os.PathLike, device: str | torch.device = "cpu") -> SyncNetV2:
-    """A user's ``syncnet_v2.model``: a plain state dict with exactly the syncnet_v2 keys and shapes."""
-    path = Path(path)
-    if not path.is_file():
-        raise AvctError(f"SyncNet weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = " ".join(str(e).split())[:200]
-        raise AvctError(f"cannot load SyncNet weights {path}: not a plain state dict of tensors "
-                        f"(refusing to unpickle anything else): {reason}") from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise AvctError(f"SyncNet weights {path} are not a plain state dict of tensors")
-    state = {k.removeprefix("module.").removeprefix("__S__."): v for k, v in state.items()}
-    model = SyncNetV2()
-    mine = model.state_dict()
-    missing = sorted(set(mine) - set(state))
-    extra = sorted(set(state) - set(mine))
-    wrong = sorted(k for k in set(mine) & set(state) if tuple(mine[k].shape) != tuple(state[k].shape))
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with other shapes (e.g. {k}: {tuple(state[k].shape)} instead of "
-                         f"{tuple(mine[k].shape)})")
-        raise AvctError(f"{path} is not a syncnet_v2 state dict: " + "; ".join(parts))
-    model.load_state_dict({k: v.to(mine[k].dtype) for k, v in state.items()})
-    return model.eval().requires_grad_(False).to(device)
-
-
 class DsyncEmbedder:
     """Adapter for the D_sync of ``avct train syncnet`` (:class:`avct.models.discriminators.SyncNet`).
 
@@ -198,24 +161,11 @@ class DsyncEmbedder:
 
 def load_embedder(path: str | os.PathLike, device: str | torch.device = "cpu") -> SyncEmbedder:
     """``--syncnet PATH``: a syncnet_v2 state-dict file, or a D_sync directory from ``avct train syncnet``."""
+    from ..weights.syncnet import load_syncnet, load_syncnet_v2
+
     path = Path(path)
     if path.is_dir() or path.name.endswith(".json"):
-        try:
-            from ..train.stages.syncnet import load_syncnet  # type: ignore[import-not-found]
-        except ImportError:
-            try:
-                from ..models.discriminators import load_syncnet  # type: ignore[no-redef]
-            except ImportError:
-                raise AvctError(f"{path} is a directory, but this avct has no D_sync loader; pass a "
-                                "syncnet_v2.model file") from None
-        model = load_syncnet(path)
-        if hasattr(model, "make_clips") and isinstance(model, SyncEmbedder):
-            return model
-        if not (hasattr(model, "cfg") and isinstance(model, SyncEmbedder)):
-            raise AvctError(f"the D_sync loaded from {path} has no embed_video/embed_audio")
-        if hasattr(model, "to"):
-            model = model.to(device)
-        return DsyncEmbedder(model)
+        return DsyncEmbedder(load_syncnet(path).to(device))
     return load_syncnet_v2(path, device=device)
 
 

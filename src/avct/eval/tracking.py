@@ -24,14 +24,15 @@ import cv2
 import numpy as np
 from scipy import signal
 
+from ..media import MOUTH_MARGIN
+
 __all__ = ["Track", "box_to_xys", "build_track", "crop_face", "crop_geometry", "mouth_square", "to_crop",
-           "CROP_SCALE", "PAD_VALUE", "CROP_SIZE", "MEDIAN_KERNEL", "MOUTH_MARGIN"]
+           "CROP_SCALE", "PAD_VALUE", "CROP_SIZE", "MEDIAN_KERNEL"]
 
 CROP_SCALE = 0.40
 PAD_VALUE = 110
 CROP_SIZE = 224
 MEDIAN_KERNEL = 13
-MOUTH_MARGIN = 0.25  # as the training data's mouth boxes (avct.data.preprocess.MOUTH_MARGIN)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-IMAGE_SIZE = 256
 FOCAL = 233.333  # OpenFace's default fx = fy for a 256x256 image
 CENTER = 128.0
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .camera import IMAGE_SIZE
+from ..media import IMAGE_SIZE
 from .landmarks import Face, largest_face
 
 INCREASE_AREA = 0.5  # official increase_area

@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from ..errors import AvctError
-from .camera import FOCAL, IMAGE_SIZE, camera_matrix
+from ..media import IMAGE_SIZE
+from .camera import FOCAL, camera_matrix
 
 # Generic mean face, 68 iBUG-300W points (x right, y down, z away from the camera; mm; centroid at 0).
 # The widely used "in-the-wild" 68-point mean shape distributed with dlib/OpenCV head-pose tutorials

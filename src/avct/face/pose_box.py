@@ -10,7 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .camera import IMAGE_SIZE, camera_matrix
+from ..media import IMAGE_SIZE
+from .camera import camera_matrix
 
 _REAR, _FRONT, _DEPTH = 75.0, 100.0, 100.0
 BOX_POINTS = np.array(

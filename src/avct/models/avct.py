@@ -12,15 +12,35 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio.phonemes import SIL_ID
 from ..config import AVCTConfig
+from ..face.pose_box import draw_pose_boxes
 from .blocks import AntiAliasInterpolation2d
 from .keypoints import Keypoints
 
 POSE_SCALE = 0.25  # pose boxes 256² -> 64²
+
+
+def window_inputs(positions: np.ndarray, n: int, phonemes: np.ndarray, rows: np.ndarray, poses: np.ndarray,
+                  *, silent: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The AVCT's inputs at frame ``positions`` of an ``n``-frame sequence, positions outside it included,
+    by the official windows' padding rule: phoneme SIL and zero audio outside the sequence, the pose
+    clamped to its first/last frame. ``phonemes`` (>= n,) ids, ``rows`` (>= n, 4, 41) acoustic features
+    per frame, ``poses`` (>= n, 6) head poses; ``silent``: every position is padding but for its pose (the
+    AVCT's answer to silence). Returns phonemes (P,) int64, audio (P, 4, 41) float32 and pose boxes
+    (P, 256, 256)."""
+    positions = np.asarray(positions)
+    valid = (positions >= 0) & (positions < n) & (not silent)
+    clamped = np.clip(positions, 0, n - 1)
+    ph = np.where(valid, np.asarray(phonemes[clamped], np.int64), SIL_ID)
+    audio = np.zeros((len(positions), *rows.shape[1:]), np.float32)
+    audio[valid] = rows[clamped[valid]]
+    return ph, audio, draw_pose_boxes(poses[clamped])
 
 
 class _NormActConv(nn.Module):

@@ -18,10 +18,7 @@ once on ``torch.cat([real, fake])`` (``DiscriminatorOutput.split``): one forward
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -144,10 +141,6 @@ DISCRIMINATOR_PRESETS = {
 
 
 # ---- SyncNet (D_sync) ------------------------------------------------------------------------------
-SYNCNET_FORMAT = "avct-syncnet"
-SYNCNET_VERSION = 1
-SYNCNET_WEIGHTS = "syncnet.safetensors"
-SYNCNET_CONFIG = "syncnet.json"
 
 
 @dataclass(frozen=True)
@@ -287,58 +280,3 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Te
     grid = F.affine_grid(theta, [len(b), c, size, size], align_corners=False)
     out = F.grid_sample(imgs.float(), grid.float(), mode="bilinear", padding_mode="border", align_corners=False)
     return out.to(imgs.dtype).reshape(*lead, c, size, size)
-
-
-def save_syncnet(model: SyncNet, out_dir: str | os.PathLike, *, half: bool = False) -> Path:
-    """``syncnet.safetensors`` (state dict) + ``syncnet.json`` (format, config, input contract), atomically;
-    ``half`` stores float weights as fp16 (``avct.checkpoints.half_tensor``)."""
-    from safetensors.torch import save_file
-
-    from ..checkpoints import half_tensor
-    from ..io_utils import atomic_path, atomic_write_text
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    if half:
-        tensors = {k: half_tensor(v) for k, v in tensors.items()}
-    with atomic_path(out / SYNCNET_WEIGHTS) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": SYNCNET_FORMAT})
-    cfg = model.cfg
-    meta = {
-        "format": SYNCNET_FORMAT, "version": SYNCNET_VERSION, "config": dataclasses.asdict(cfg),
-        "inputs": {
-            "video": f"(B, {cfg.num_frames}, 3, {cfg.image_size}, {cfg.image_size}) RGB float in [0, 1]: mouth "
-                     "crops of frames c-2..c+2 (mouth_boxes.npy boxes, avct.models.discriminators.crop_boxes)",
-            "audio": f"(B, {cfg.audio_rows}, {cfg.audio_dim}) avct 41-d acoustic features (100 Hz), rows "
-                     f"{cfg.rows_per_frame}(c-2) .. {cfg.rows_per_frame}(c+3)-1 for the same frames",
-        },
-        "output": "P_sync = cosine similarity of the 512-d embeddings, in [0, 1] (1 = in sync)",
-    }
-    atomic_write_text(out / SYNCNET_CONFIG, json.dumps(meta, indent=1))
-    return out
-
-
-def load_syncnet(path: str | os.PathLike) -> SyncNet:
-    """A SyncNet written by ``save_syncnet``: its directory (e.g. a syncnet run's weights dir, or the run
-    dir itself when it has ``weights/``) or its ``syncnet.json``. Returned in eval mode, frozen."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..checkpoints import load_state_checked, read_format_json
-
-    path = Path(path)
-    if path.is_file():
-        path = path.parent
-    if not (path / SYNCNET_CONFIG).is_file() and (path / "weights" / SYNCNET_CONFIG).is_file():
-        path = path / "weights"
-    if not (path / SYNCNET_CONFIG).is_file():
-        raise AvctError(f"no SyncNet at {path}: {SYNCNET_CONFIG} not found")
-    meta = read_format_json(path / SYNCNET_CONFIG, SYNCNET_FORMAT, SYNCNET_VERSION, "avct SyncNet config")
-    model = SyncNet(SyncNetConfig.from_dict(meta.get("config", {})))
-    try:
-        state = load_file(str(path / SYNCNET_WEIGHTS))
-    except (OSError, SafetensorError) as e:
-        raise AvctError(f"cannot read SyncNet weights {path / SYNCNET_WEIGHTS}: {e}") from None
-    load_state_checked(model, state, str(path / SYNCNET_WEIGHTS))
-    return model.eval().requires_grad_(False)

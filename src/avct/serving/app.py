@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 
 from .. import __version__
 from ..errors import AvctError
-from ..options import RENDER_MODES, GenerateOptions
+from ..inference.options import RENDER_MODES, GenerateOptions
 from .jobs import FAILED, Job, JobStore, QueueFull, Runner, new_job_id, user_message
 from .settings import ServeSettings
 from .uploads import (FILE_FIELDS, SERVER_FILE_OPTIONS, UploadTooLarge, check_inputs, options_from_fields,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import AvctError
-from ..options import GenerateOptions
+from ..inference.options import GenerateOptions
 
 log = logging.getLogger("avct.serve")
 

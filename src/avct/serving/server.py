@@ -6,16 +6,17 @@ import socket
 from typing import Sequence
 
 from ..errors import AvctError
+from ..inference.options import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION
 from .jobs import Job, Progress, Runner
 from .settings import ServeSettings
 
 log = logging.getLogger("avct.serve")
 
 
-def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = "auto", precision: str = "fp32",
-                  batch_size: int = 8):
-    """One :class:`~avct.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
-    from ..pipeline import Pipeline
+def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = DEFAULT_DEVICE,
+                  precision: str = DEFAULT_PRECISION, batch_size: int = DEFAULT_BATCH_SIZE):
+    """One :class:`~avct.inference.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
+    from ..inference.pipeline import Pipeline
 
     return Pipeline.from_checkpoints(checkpoints, device=device, precision=precision, batch_size=batch_size)
 
@@ -41,8 +42,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None, device: str = "auto",
-          precision: str = "fp32") -> None:
+def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None, device: str = DEFAULT_DEVICE,
+          precision: str = DEFAULT_PRECISION) -> None:
     """Serve until interrupted (Ctrl-C); job folders in a temporary work dir are removed on exit."""
     import uvicorn
 

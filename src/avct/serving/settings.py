@@ -13,7 +13,7 @@ from ..errors import AvctError
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How ``avct serve`` listens and what it accepts. Per-job options live in :class:`~avct.options.GenerateOptions`."""
+    """How ``avct serve`` listens and what it accepts. Per-job options live in :class:`~avct.inference.options.GenerateOptions`."""
 
     host: str = "127.0.0.1"          # loopback only unless asked: the server has no authentication
     port: int = 8000

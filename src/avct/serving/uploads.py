@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import AvctError
-from ..options import GenerateOptions
+from ..inference.options import GenerateOptions
 
 FILE_FIELDS = ("image", "audio")
 # Options that name a file on the machine running the server: a client must not make it read them.
@@ -74,7 +74,7 @@ def check_inputs(image: Path, audio: Path, options: GenerateOptions, max_audio_s
     (before decoding it), then an unreadable photo (or a face number it lacks), then audio that does not
     decode, is silent or too short. Raises AvctError (one line)."""
     from ..audio.decode import load_audio
-    from ..pipeline import load_job_reference
+    from ..inference.pipeline import load_job_reference
 
     _check_audio_length(audio, audio_seconds_from_header(audio), max_audio_s)
     load_job_reference(image, options)

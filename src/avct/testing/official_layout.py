@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import OFFICIAL_SOURCES, build_component
+from ..weights.official import OFFICIAL_SOURCES
+from ..weights.store import build_component
 from ..config import ModelConfig, official_config
 from .weight_fill import filled_state_dict
 

@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from ..config import ModelConfig
-from ..config import preset as model_preset
+from ..config import model_preset
 from ..errors import AvctError
 
 STAGE_NAMES = ("renderer", "syncnet", "avct", "headmotion")
-VGG_ENV = "AVCT_VGG19_WEIGHTS"
+VGG19_ENV = "AVCT_VGG19_WEIGHTS"  # ImageNet VGG-19 weights when the config names none
+
+
+def vgg19_weights_setting(value: str | os.PathLike | None = None) -> str:
+    """The VGG-19 weights file a config or caller names, else $AVCT_VGG19_WEIGHTS ("" when neither)."""
+    return str(value or os.environ.get(VGG19_ENV, ""))
 
 
 # ---- field helpers: a default plus a range check, kept next to the field -----------------------------
@@ -124,20 +129,20 @@ class TrainConfig:
         run starts, so that a resumed run keeps its network even if $AVCT_VGG19_WEIGHTS changes)."""
         if self.perceptual != "auto":
             return self
-        value = self.vgg_weights or os.environ.get(VGG_ENV, "")
+        value = vgg19_weights_setting(self.vgg_weights)
         choice = "vgg19" if value else "random-vgg" if self.vgg_fallback == "random" else "inception"
         return dataclasses.replace(self, perceptual=choice)
 
     def perceptual_choice(self) -> tuple[str, Path | None]:
         """The perceptual network resolved: ("vgg19", weights file) | ("inception", None) |
         ("random-vgg", None). VGG-19 weights: the field, else $AVCT_VGG19_WEIGHTS."""
-        value = self.vgg_weights or os.environ.get(VGG_ENV, "")
+        value = vgg19_weights_setting(self.vgg_weights)
         choice = self.pinned_perceptual().perceptual
         if choice != "vgg19":
             return choice, None
         if not value:
             raise AvctError(f"perceptual: vgg19 needs ImageNet VGG-19 weights: set vgg_weights in the config or "
-                            f"${VGG_ENV} (or use perceptual: inception, shipped with avct)")
+                            f"${VGG19_ENV} (or use perceptual: inception, shipped with avct)")
         path = Path(value).expanduser()
         if not path.is_file():
             raise AvctError(f"VGG-19 weights not found: {path}")
@@ -495,10 +500,6 @@ def to_yaml(config: TrainConfig) -> str:
     import yaml
 
     return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
-
-
-def stage_of(config: TrainConfig) -> str:
-    return to_dict(config)["stage"]
 
 
 # ---- internals ----------------------------------------------------------------------------------------------

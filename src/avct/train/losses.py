@@ -27,13 +27,14 @@ from torch import nn
 from ..errors import AvctError
 from ..models.blocks import AntiAliasInterpolation2d, make_coordinate_grid
 from ..models.keypoints import Keypoints
+from ..weights.files import load_state_checked, read_tensors, unwrap_state_dict
+from .config import VGG19_ENV, vgg19_weights_setting
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-VGG19_ENV = "AVCT_VGG19_WEIGHTS"
 VGG19_FALLBACKS = ("random",)
 # torchvision's vgg19 "E" configuration: conv widths, "M" = 2×2 max pool.
 _VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
@@ -91,23 +92,6 @@ class VGG19(nn.Module):
         return self
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (OSError, SafetensorError) as e:
-            raise AvctError(f"cannot read VGG-19 weights {path}: {e}") from None
-    from ..checkpoints import safe_torch_load  # weights_only=True: never runs pickled code
-
-    state = safe_torch_load(path)
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    return state
-
-
 def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = None, *,
                num_slices: int = 5) -> VGG19:
     """The frozen VGG-19 of the perceptual loss.
@@ -125,18 +109,16 @@ def load_vgg19(path: str | os.PathLike | None = None, fallback: str | None = Non
     Prior", He et al. 2016 "random weights" texture synthesis), but results are not comparable with
     runs that used ImageNet weights; a warning is logged.
     """
-    path = path or os.environ.get(VGG19_ENV) or None
+    path = vgg19_weights_setting(path) or None
     vgg = VGG19(num_slices)
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise AvctError(f"VGG-19 weights not found: {path} (from `vgg_weights` / {VGG19_ENV})")
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in _read_state(path).items()}
+        state = {k.removeprefix("module."): v for k, v in unwrap_state_dict(read_tensors(path, "VGG-19 weights")).items()}
         features = {k: v for k, v in state.items() if k.startswith("features.")}
         if not features:
             raise AvctError(f"{path} is not a torchvision vgg19 state dict (no `features.N.weight` keys)")
-        from ..checkpoints import load_state_checked
-
         load_state_checked(vgg, features, f"VGG-19 weights {path}")
     elif fallback in (None, "", "error"):
         raise AvctError(

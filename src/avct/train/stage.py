@@ -97,7 +97,7 @@ class Stage(ABC):
 
     @abstractmethod
     def export(self, modules: dict[str, nn.Module], out_dir: Path) -> None:
-        """Write the trained networks in avct's weights format (``avct.checkpoints.save_models``) so
+        """Write the trained networks in avct's weights format (``avct.weights.store.save_models``) so
         that ``avct generate``/``avct evaluate`` load them without conversion."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,18 +8,13 @@ is the registry name.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
 
 from ...errors import AvctError
+from ..config import STAGE_NAMES
 from ..stage import Stage
 
 # registry name -> module under avct.train.stages
-STAGE_MODULES: dict[str, str] = {
-    "renderer": "renderer",
-    "syncnet": "syncnet",
-    "avct": "avct",
-    "headmotion": "headmotion",
-}
+STAGE_MODULES: dict[str, str] = {name: name for name in STAGE_NAMES}
 
 
 def get_stage(name: str) -> type[Stage]:
@@ -42,21 +37,3 @@ def get_stage(name: str) -> type[Stage]:
     if len(found) != 1:
         raise AvctError(f"{module_name} must define one Stage subclass named {name!r} (or STAGE); found {len(found)}")
     return found[0]
-
-
-class _LazyStages(Mapping):
-    """``STAGES[name]`` imports the stage on first access; iteration lists the names only."""
-
-    def __getitem__(self, name: str) -> type[Stage]:
-        if name not in STAGE_MODULES:
-            raise KeyError(name)
-        return get_stage(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(STAGE_MODULES)
-
-    def __len__(self) -> int:
-        return len(STAGE_MODULES)
-
-
-STAGES: Mapping[str, type[Stage]] = _LazyStages()

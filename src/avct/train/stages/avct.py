@@ -1,7 +1,7 @@
 """AVCT stage: the Audio-Visual Correlation Transformer with batched sequential training (paper §3, Eq. 2).
 
 An item (BST) is T successive frames of one clip plus what the AVCT needs for each frame's 11-frame
-window, built exactly as inference builds it (avct.pipeline / avct.per_frame): phoneme ids padded with
+window, built exactly as inference builds it (avct.inference.pipeline / avct.testing.per_frame): phoneme ids padded with
 SIL (31), zero audio rows outside the clip, pose boxes of the clamped ground-truth poses. The AVCT runs
 once per step on the T+10 per-position tokens and gathers the T windows (``SequenceAVCT``); the FROZEN
 renderer (E_kd + E_r) draws the T frames from a reference frame of the same clip. Losses (Eq. 2):
@@ -34,27 +34,26 @@ Choices the paper leaves open:
 - Items avoid frames where the face was lost (their poses/mouth boxes are only interpolated).
 
 Export: ``avct`` + copies of the frozen ``keypoint_detector`` and ``generator`` (one config.json), so
-RUN_DIR/weights drives ``avct generate`` once a ``head_motion`` component is added; ``merge_weights``
-combines it with a headmotion run (each component with its own config section).
+RUN_DIR/weights drives ``avct generate`` once a ``head_motion`` component is added (``--checkpoint`` twice,
+or ``avct convert`` into one folder: each component with its own config section).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...audio.phonemes import SIL_ID
-from ...checkpoints import AvctModels, load_models, load_state_checked, merge_models, save_models
+from ...weights.files import load_state_checked, write_safetensors
+from ...weights.store import AvctModels, load_models, save_models
+from ...weights.syncnet import load_syncnet
 from ...config import AVCTConfig, ModelConfig
 from ...errors import AvctError
-from ...face.pose_box import draw_pose_boxes
-from ...models.avct import AudioVisualCorrelationTransformer
+from ...models.avct import AudioVisualCorrelationTransformer, window_inputs
 from ...models.blocks import AntiAliasInterpolation2d
-from ...models.discriminators import TemporalDiscriminator, crop_boxes, load_syncnet, sync_loss
+from ...models.discriminators import TemporalDiscriminator, crop_boxes, sync_loss
 from ...models.keypoints import Keypoints
 from ...models.motion import relative_motion
 from ...models.renderer import SourceEncoding
@@ -63,8 +62,8 @@ from ..losses import (ImagePyramid, PerceptualPyramidLoss, PixelPyramidLoss, Tra
                       lsgan_discriminator_loss, lsgan_generator_loss, perceptual_network)
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, clean_starts, frames_chw, read_clips
+from ...media import IMAGE_SIZE
 
-IMAGE_SIZE = 256
 REFERENCE_ENCODER_FILE = "reference_encoder.safetensors"
 
 
@@ -161,12 +160,10 @@ class AvctSequences(torch.utils.data.Dataset):
             frames = np.sort(np.random.choice(pool, self.t, replace=len(pool) < self.t))
             positions = (frames[:, None] + np.arange(-self.w, self.w + 1)[None, :]).reshape(-1)
             windows = np.arange(self.t * win).reshape(self.t, win)
-        valid = (positions >= 0) & (positions < n)
-        clamped = np.clip(positions, 0, n - 1)
-        phonemes = np.where(valid, np.asarray(clip.phoneme_ids[clamped], np.int64), SIL_ID)
         rows = np.array(clip.feature_rows(0, n), np.float32)                           # (n, 4, 41)
-        audio = np.where(valid[:, None, None], rows[clamped], 0.0).astype(np.float32)
-        boxes = draw_pose_boxes(np.asarray(clip.poses[clamped], np.float64)).astype(np.uint8)
+        phonemes, audio, boxes = window_inputs(positions, n, clip.phoneme_ids, rows,
+                                               np.asarray(clip.poses[:n], np.float64))
+        boxes = boxes.astype(np.uint8)
         reference = int(frames[0]) if self.reference_first else int(np.random.randint(n))
         return {
             "frames": torch.from_numpy(frames_chw(clip, frames)),
@@ -379,20 +376,5 @@ class AvctStage(Stage):
                             avct=seq.avct)
         save_models(models, out_dir)
         if seq.reference_encoder is not None:  # 'w/o Kp' ablation: not usable by `avct generate` as is
-            from safetensors.torch import save_file
-
-            tensors = {k: v.detach().cpu().contiguous() for k, v in seq.reference_encoder.state_dict().items()}
-            save_file(tensors, str(Path(out_dir) / REFERENCE_ENCODER_FILE),
-                      metadata={"format": "avct-ablation", "ablation": "reference_image_instead_of_kp_features"})
-
-
-def merge_weights(out_dir: str | os.PathLike, *sources: str | os.PathLike) -> Path:
-    """Combine weights dirs into one that ``avct generate`` loads, e.g. an avct run's weights (keypoint
-    detector, generator, avct) with a headmotion run's (head_motion). Each component, with its config
-    section, comes from the last source that has it; anything load_models reads is accepted."""
-    if not sources:
-        raise AvctError("merge_weights needs at least one source")
-    return save_models(merge_models([load_models(src) for src in sources]), out_dir)
-
-
-STAGE = AvctStage
+            write_safetensors(Path(out_dir) / REFERENCE_ENCODER_FILE, seq.reference_encoder,
+                              {"format": "avct-ablation", "ablation": "reference_image_instead_of_kp_features"})

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...checkpoints import AvctModels, load_models, load_state_checked, save_models
+from ...weights.files import load_state_checked
+from ...weights.store import AvctModels, load_models, save_models
 from ...data.dataset import TalkingHeadDataset
 from ...errors import AvctError
 from ...face.pose_box import draw_pose_box

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...checkpoints import AvctModels, load_models, load_state_checked, save_models
+from ...weights.files import load_state_checked
+from ...weights.store import AvctModels, load_models, save_models
 from ...errors import AvctError
 from ...models.discriminators import MultiScaleDiscriminator
 from ...face.head_pose import MIRROR_INDEX

@@ -7,7 +7,7 @@ else from the same frames (label 1). Loss: BCE(P_sync, label), P_sync = cosine s
 embeddings. Adam at a fixed lr (paper: 1e-4, no schedule).
 
 Export (``RUN_DIR/weights``): ``syncnet.safetensors`` + ``syncnet.json`` (see
-``avct.models.discriminators.save_syncnet``); ``load_syncnet(dir)`` reads it back for the AVCT stage
+``avct.weights.syncnet.save_syncnet``); ``load_syncnet(dir)`` reads it back for the AVCT stage
 (frozen D_sync) and for evaluation (AVOff/AVConf from ``embed_video`` / ``embed_audio``).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ...errors import AvctError
-from ...models.discriminators import (SYNCNET_PRESETS, SyncNet, SyncNetConfig, crop_boxes, load_syncnet,
-                                      save_syncnet, sync_bce)
+from ...models.discriminators import SYNCNET_PRESETS, SyncNet, SyncNetConfig, crop_boxes, sync_bce
+from ...weights.syncnet import load_syncnet, save_syncnet
 from ..config import SyncNetTrainConfig
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, clean_starts, frames_chw, read_clips

@@ -1,0 +1,65 @@
+"""Options and checks several commands share, defined once."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AvctError
+from ..inference.backends import BACKENDS
+from ..inference.devices import PRECISION_CHOICES
+from ..inference.options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION
+
+if TYPE_CHECKING:
+    from ..inference.pipeline import Pipeline
+
+PRECISION_HELP = ("network precision: fp32 (default), bf16 (fast where the CPU or GPU has it natively: "
+                  "AVX-512-BF16, AMX, recent GPUs; emulated and slow elsewhere), auto (bf16 where native, "
+                  "else fp32), fp16 (GPU only)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=DEFAULT_DEVICE, help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def add_quiet(p: argparse.ArgumentParser, help: str = "no progress bar") -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=help)
+
+
+def add_precision(p: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISION_CHOICES, help=help)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options of the loaded models (one Pipeline serves many jobs), shared by generate and batch."""
+    p.add_argument("--checkpoint", action="append",
+                   help="directory with the official generator.ckpt + audio2pose.ckpt, avct weights, or an "
+                        "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run). "
+                        "Default: the small weights bundled with avct (see their MODEL_CARD.md)")
+    add_device(p)
+    add_precision(p)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"frames rendered per batch (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the renderer (faster on GPUs; on CPUs on par with the eager fast path, measured)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                   help="renderer runtime: torch (default), openvino (fp32, CPU), openvino-int8 (CPU, int8 "
+                        "convolutions, PSNR ~39 dB; the first run with new weights converts them, cached after)")
+
+
+def load_pipeline(args: argparse.Namespace, device: str | None = None) -> "Pipeline":
+    """The Pipeline of ``add_model_options``' arguments (``device`` overrides ``--device``)."""
+    from ..inference.pipeline import Pipeline
+
+    return Pipeline.from_checkpoints(args.checkpoint, device=device or args.device, precision=args.precision,
+                                     batch_size=args.batch_size, compile=args.compile, backend=args.backend)
+
+
+def require_file(what: str, path: str | Path | None) -> None:
+    """AvctError unless ``path`` (if given) is an existing file: says 'not found' or 'is a folder'."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise AvctError(f"{what} is a folder, not a file: {path}")
+    if not Path(path).is_file():
+        raise AvctError(f"{what} not found: {path}")

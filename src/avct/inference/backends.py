@@ -1,0 +1,201 @@
+"""Inference runtimes for the renderer, behind one switch (``--backend``).
+
+The renderer is nearly all the work per frame. ``torch`` runs it eagerly with avct's own folds
+(:mod:`avct.models.blocks`). ``openvino`` runs the same graph, exported once per set of weights, on
+OpenVINO's CPU plugin in fp32 (equal to PyTorch fp32 within 1e-5). ``openvino-int8`` quantises the
+encoder-free part that dominates the cost (the bottleneck residual blocks and the decoder) to int8 with
+NNCF's post-training quantisation; the dense motion network (masks, occlusion, the sampling grid) and the
+warps stay fp32, because int8 masks move the grid and cost ~9 dB of PSNR (measured). Calibration is
+deterministic: the shipped calibration face (public-domain NASA photo, ``assets/calibration``) driven by
+seeded keypoint perturbations of the size real speech produces, so a given set of weights always gives
+the same int8 model.
+
+Exported models are cached under ``$AVCT_CACHE_DIR`` (default ``~/.cache/avct``), keyed by the weights,
+the mode and the OpenVINO version; the first run with new weights converts (tens of seconds), later runs
+load in about a second.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AvctError
+from ..models.blocks import plain_layers
+from ..models.keypoints import Keypoints
+from ..models.renderer import OcclusionAwareGenerator, SourceEncoding
+
+BACKENDS = ("torch", "openvino", "openvino-int8")
+OUTPUTS = ("prediction", "deformation", "occlusion_map")
+CALIBRATION_BATCHES = 6
+CALIBRATION_BATCH_SIZE = 8
+# Keypoint motion of real speech on the bundled weights: std of (driving - source) over held-out clips
+# is about 0.02-0.04 for positions and 0.03-0.06 for jacobian entries.
+CALIBRATION_MOTION = (0.03, 0.05)
+CALIBRATION_FACE = Path(__file__).parents[1] / "assets" / "calibration" / "face_256.png"
+_FORMAT = "1"  # bump when the exported graph changes, so stale cache entries are not used
+
+Render = Callable[[SourceEncoding, Keypoints, Keypoints], dict]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AVCT_CACHE_DIR") or Path.home() / ".cache" / "avct")
+
+
+class _RenderGraph(nn.Module):
+    """``generator.render`` with tensors in and out, the form a graph exporter traces. The source encoding
+    comes in at batch 1 and is broadcast to the driving batch inside the graph (no copies outside it)."""
+
+    def __init__(self, generator: OcclusionAwareGenerator, outputs: tuple[str, ...]):
+        super().__init__()
+        self.generator = generator
+        self.outputs = outputs
+
+    def forward(self, features, image_down, kp_src_value, kp_src_jacobian, kp_drv_value, kp_drv_jacobian):
+        b = kp_drv_value.shape[0]
+        features = features.expand(b, -1, -1, -1)                       # (B, C, 64, 64)
+        image_down = image_down.expand(b, -1, -1, -1)                   # (B, 3, 64, 64)
+        source = SourceEncoding(image_down, features, image_down)       # the image itself is not used to render
+        out = self.generator.render(source, Keypoints(kp_src_value.expand(b, -1, -1), kp_src_jacobian.expand(b, -1, -1, -1)),
+                                    Keypoints(kp_drv_value, kp_drv_jacobian))
+        return tuple(out[name] for name in self.outputs)
+
+
+def _inputs(source: SourceEncoding, kp_source: Keypoints, kp_driving: Keypoints) -> list[np.ndarray]:
+    return [t.detach().float().contiguous().numpy() for t in
+            (source.features[:1], source.image_down[:1], kp_source.value[:1], kp_source.jacobian[:1],
+             kp_driving.value, kp_driving.jacobian)]
+
+
+def _weights_key(networks: tuple[nn.Module, ...], mode: str) -> str:
+    import openvino
+
+    digest = hashlib.sha256(f"{_FORMAT}|{mode}|{openvino.__version__}".encode())
+    for network in networks:
+        digest.update(repr(getattr(network, "cfg", None)).encode())
+        for name, tensor in sorted(network.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise AvctError("the openvino backends need the openvino package: pip install openvino nncf "
+                        "(or use --backend torch)") from None
+    return openvino
+
+
+class OpenVinoRenderer:
+    """Callable as ``generator.render(source, kp_source, kp_driving)`` -> dict of torch tensors."""
+
+    def __init__(self, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, int8: bool = False,
+                 threads: int | None = None):
+        ov = _import_openvino()
+        generator = generator.float().eval()
+        self.outputs = tuple(n for n in OUTPUTS if n != "occlusion_map" or generator.cfg.estimate_occlusion_map)
+        self.int8 = int8
+        model = self._load_or_export(ov, generator, keypoint_detector)
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        if not int8:
+            config["INFERENCE_PRECISION_HINT"] = "f32"  # equal to PyTorch fp32, not bf16 where the CPU has it
+        self.compiled = ov.Core().compile_model(model, "CPU", config)
+
+    def _load_or_export(self, ov, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module):
+        # int8 depends on the calibration, hence on the detector that places its keypoints
+        networks = (generator, keypoint_detector) if self.int8 else (generator,)
+        path = cache_dir() / "openvino" / _weights_key(networks, "int8" if self.int8 else "fp32") / "render.xml"
+        if path.is_file():
+            return ov.Core().read_model(path)
+        model = export(generator, keypoint_detector, self.outputs)
+        if self.int8:
+            model = quantize(model, calibration_inputs(generator, keypoint_detector))
+        _save_atomically(ov, model, path)
+        return model
+
+    def __call__(self, source: SourceEncoding, kp_source: Keypoints, kp_driving: Keypoints) -> dict:
+        if kp_source.jacobian is None or kp_driving.jacobian is None:
+            raise AvctError("the openvino backends need keypoints with jacobians")
+        results = self.compiled(_inputs(source, kp_source, kp_driving))
+        return {name: torch.from_numpy(np.asarray(results[i])) for i, name in enumerate(self.outputs)}
+
+
+def export(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, outputs: tuple[str, ...]):
+    """The renderer as an OpenVINO model, traced from the plain layers (OpenVINO fuses them itself)."""
+    ov = _import_openvino()
+    example = calibration_inputs(generator, keypoint_detector, batches=1, batch_size=2)[0]
+    with torch.no_grad(), plain_layers():
+        return ov.convert_model(_RenderGraph(generator, outputs).eval(),
+                                example_input=tuple(torch.from_numpy(a) for a in example))
+
+
+def quantize(model, calibration: list[list[np.ndarray]]):
+    """Post-training int8 of the convolutions outside the dense motion network (NNCF)."""
+    try:
+        import nncf
+    except ImportError:
+        raise AvctError("--backend openvino-int8 needs the nncf package: pip install nncf") from None
+    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration),
+                         preset=nncf.QuantizationPreset.MIXED, fast_bias_correction=True,
+                         ignored_scope=nncf.IgnoredScope(patterns=[".*dense_motion_network.*"],
+                                                         types=["MatMul", "GridSample"], validate=False))
+
+
+def calibration_inputs(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module,
+                       batches: int = CALIBRATION_BATCHES, batch_size: int = CALIBRATION_BATCH_SIZE) -> list[list[np.ndarray]]:
+    """Renderer inputs from the shipped calibration face (its own keypoints) and seeded keypoint motion."""
+    from ..face.image import read_image
+
+    image = read_image(CALIBRATION_FACE)
+    source = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        encoding = generator.encode_source(source)
+        kp_source = keypoint_detector.detect(source).keypoints
+    rng = np.random.default_rng(0)
+    value, jacobian = kp_source.value.numpy(), kp_source.jacobian.numpy()
+    sigma_value, sigma_jacobian = CALIBRATION_MOTION
+    feeds = []
+    for _ in range(batches):
+        drv_value = value + sigma_value * rng.standard_normal((batch_size, *value.shape[1:]))
+        drv_jacobian = jacobian + sigma_jacobian * rng.standard_normal((batch_size, *jacobian.shape[1:]))
+        driving = Keypoints(torch.from_numpy(drv_value.astype(np.float32)), torch.from_numpy(drv_jacobian.astype(np.float32)))
+        feeds.append(_inputs(encoding, kp_source, driving))
+    return feeds
+
+
+def _save_atomically(ov, model, path: Path) -> None:
+    """Write the model's .xml/.bin into a fresh folder, then rename it into place (a crash or a second
+    process never leaves a half-written model where the next run would load it)."""
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent.parent))
+    try:
+        ov.save_model(model, tmp / path.name, compress_to_fp16=False)  # the default halves fp32 weights
+        try:
+            os.replace(tmp, path.parent)
+        except OSError:  # another process got there first: theirs is as good as ours
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def renderer_for(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, backend: str,
+                 device: torch.device, dtype: torch.dtype) -> Render:
+    """The render callable of ``backend`` (``torch``: the generator's own ``render``)."""
+    if backend not in BACKENDS:
+        raise AvctError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return generator.render
+    if device.type != "cpu":
+        raise AvctError(f"--backend {backend} runs on the CPU; use --device cpu or --backend torch")
+    if dtype != torch.float32:
+        raise AvctError(f"--backend {backend} chooses its own precision; leave --precision at fp32")
+    return OpenVinoRenderer(generator, keypoint_detector, int8=backend == "openvino-int8")

@@ -1,0 +1,151 @@
+"""Every option of one generation job, in one typed place.
+
+The command line (``avct generate``), the HTTP API (form fields), batch manifests (CSV/JSONL columns)
+and the Python API (``Pipeline.generate(..., **options)``) all go through :class:`GenerateOptions`, so a
+new option, its default, its type and its validation are written once. Options of the *process*
+(device, precision, batch size, compile) are not here: they belong to the loaded
+:class:`~avct.inference.pipeline.Pipeline`, which serves many jobs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from ..errors import AvctError
+
+RENDER_MODES = ("sharp", "classic")
+FACE_CHOICES = ("largest", "center")
+# How a Pipeline runs unless told otherwise (the library, `avct generate|batch|serve` and the server share them).
+DEFAULT_DEVICE = "auto"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_BATCH_SIZE = 8   # frames rendered per batch
+DEFAULT_BACKEND = "torch"  # the renderer's runtime (avct.inference.backends)
+DEFAULT_MAX_SIZE = 1920  # long side of the output photo (H.264 players choke on more; memory stays small)
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise AvctError(f"{name} must be true or false, got {value!r}")
+
+
+def _parse_float(name: str, value: Any, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AvctError(f"{name} must be a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise AvctError(f"{name} must be between {low:g} and {high:g}, got {number:g}")
+    return number
+
+
+def _parse_int(name: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise AvctError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise AvctError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def parse_size(value: Any) -> int | str | None:
+    """``--size``: a side in pixels (64..4096), ``native`` (the crop's own size) or None (256)."""
+    if value is None or value == "":
+        return None
+    if str(value).strip().lower() == "native":
+        return "native"
+    return _parse_int("size", value, 64, 4096)
+
+
+def parse_face(value: Any) -> int | str:
+    """``--face``: ``largest`` (default), ``center`` or a face number (0 = the leftmost face)."""
+    text = str(value).strip().lower()
+    if text in FACE_CHOICES:
+        return text
+    return _parse_int("face", text, 0, 99)
+
+
+@dataclass
+class GenerateOptions:
+    """What one job may choose. Defaults are what ``avct generate IMAGE AUDIO`` does."""
+
+    # inputs besides the image and the audio
+    phonemes: str | None = None          # official phoneme JSON (skips recognition)
+    transcript: str | None = None        # what is said: forced alignment instead of recognition
+    pose: tuple[float, ...] | None = None  # reference pose Rx,Ry,Rz (rad), Tx,Ty,Tz (mm); estimated if None
+    crop: bool = True                    # False (--no-crop): the whole image is the face crop
+    face: int | str = "largest"          # which face of a photo with several
+    # output framing and rendering
+    render: str = "sharp"                # sharp: the photo warped at its resolution; classic: the paper's 256²
+    crop_only: bool = False              # the animated crop alone instead of pasted into the whole photo
+    size: int | str | None = None        # with crop_only: side in px, "native", or None (256)
+    max_size: int = DEFAULT_MAX_SIZE     # long side of the full-photo output
+    # motion controls
+    still: bool = False                  # no head motion: the reference pose held (lips still move)
+    pose_scale: float = 1.0              # head motion about the reference pose (0 = still)
+    pose_from: str | None = None         # a video whose head poses drive the head
+    mouth_scale: float = 1.0             # lip motion amplitude (1 = as predicted)
+    # speech analysis
+    f0: str = "fast"                     # F0 estimator: fast (Harvest at 4 kHz) or official (avct.audio.features)
+    extra: dict = field(default_factory=dict, repr=False)  # reserved; always empty after validation
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise AvctError (one line) for any value a user could have mistyped."""
+        from ..audio.features import check_f0_method
+
+        self.f0 = check_f0_method(str(self.f0).strip().lower())
+        if self.render not in RENDER_MODES:
+            raise AvctError(f"render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
+        self.face = parse_face(self.face)
+        self.size = parse_size(self.size)
+        self.max_size = _parse_int("max_size", self.max_size, 64, 8192)
+        self.pose_scale = _parse_float("pose_scale", self.pose_scale, 0.0, 3.0)
+        self.mouth_scale = _parse_float("mouth_scale", self.mouth_scale, 0.0, 3.0)
+        for name in ("crop", "crop_only", "still"):
+            setattr(self, name, _parse_bool(name, getattr(self, name)))
+        if self.pose is not None:
+            from .pipeline import parse_pose
+
+            self.pose = tuple(parse_pose(self.pose if isinstance(self.pose, str) else ",".join(map(str, self.pose))))
+        if self.render == "classic":
+            if self.size not in (None, 256):
+                raise AvctError("the classic renderer makes 256x256 crops only; use render sharp for other sizes")
+        elif self.size is not None and not self.crop_only:
+            raise AvctError("size applies to crop-only output (the whole photo keeps its own size, see max size)")
+        if self.still and self.pose_from:
+            raise AvctError("still and pose_from exclude each other (one holds the head, the other moves it)")
+        if self.extra:
+            raise AvctError(f"unknown option(s): {', '.join(sorted(self.extra))}")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "extra"]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "GenerateOptions":
+        """From strings (form fields, CSV cells, JSON values): empty values mean the default, unknown
+        names are an error. Hyphens and underscores are the same (``pose-scale`` = ``pose_scale``)."""
+        known, unknown = {}, {}
+        names = set(cls.names())
+        for key, value in values.items():
+            name = str(key).strip().replace("-", "_")
+            if value is None or (isinstance(value, str) and value.strip() == ""):
+                continue
+            (known if name in names else unknown)[name] = value
+        return cls(**known, extra=unknown)
+
+    def replace(self, **changes: Any) -> "GenerateOptions":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.names()}

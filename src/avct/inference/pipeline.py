@@ -1,0 +1,420 @@
+"""The inference pipeline: one place that wires the stages (paper Fig. 2).
+
+    reference image ─► keypoint detector ─► kp_src, feature map ──────────────┐
+                     └► renderer source encoding ─────────────────────────────┤
+    audio ─► features, phonemes ─► head motion ─► poses ─► pose boxes          │
+                              └─► AVCT tokens per frame ─► 11-frame windows ─► kp per frame
+                                                    relative transfer ─► renderer ─► frames
+
+Everything that depends only on the reference (keypoints, feature map, source encoding) is computed
+once; per-frame AVCT tokens are computed once and the window slides over them; windows and frames run
+in batches. ``frames()`` is a generator, so the video writer consumes frames as they are produced.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..audio.phonemes import frame_phoneme_ids, read_phoneme_json
+from ..errors import AvctError
+from ..face.image import read_image, resize_256, to_tensor
+from ..face.pose_box import draw_pose_box
+from ..media import FPS, ROWS_PER_FRAME
+from ..models.avct import window_inputs
+from ..models.keypoints import Keypoints
+from ..models.motion import relative_motion
+from ..weights.store import AvctModels, load_models
+from .backends import renderer_for
+from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
+from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
+from .sharp import SharpCompositor, compose_frames, make_canvas
+
+
+
+@dataclass
+class Reference:
+    """The reference face: (1, 3, 256, 256) float image in [0, 1] and its head pose
+    ``[Rx, Ry, Rz (rad), Tx, Ty, Tz (mm)]`` (OpenFace convention); the photo it was cut from, at its own
+    resolution, and where (``crop_box``, None when the whole photo is the crop), for the sharp output."""
+
+    image: torch.Tensor
+    pose: np.ndarray
+    crop_box: tuple[int, int, int, int] | None = None
+    photo: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+
+    def full_photo(self) -> np.ndarray:
+        """The photo, or the 256² crop itself for a Reference built without one."""
+        if self.photo is not None:
+            return self.photo
+        return (self.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@dataclass
+class Speech:
+    """Acoustic features (T, 41) at 100 Hz and phoneme ids at 25 fps."""
+
+    features: np.ndarray
+    phonemes: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return min(len(self.features) // ROWS_PER_FRAME, len(self.phonemes))
+
+    def frame_rows(self) -> np.ndarray:
+        """The features of each frame, (num_frames, 4, 41)."""
+        n = self.num_frames
+        return self.features[: n * ROWS_PER_FRAME].reshape(n, ROWS_PER_FRAME, -1)
+
+
+def parse_pose(text: str) -> np.ndarray:
+    """'Rx,Ry,Rz,Tx,Ty,Tz' -> (6,) float64."""
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not np.all(np.isfinite(values)):
+        raise AvctError(f"--pose needs six numbers Rx,Ry,Rz,Tx,Ty,Tz (radians, mm), got {text!r}")
+    return np.array(values, dtype=np.float64)
+
+
+def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
+                   pose: np.ndarray | None = None, face: int | str = "largest") -> Reference:
+    """Read (and by default crop around face ``face``, see ``select_face``) the reference photo;
+    estimate its head pose unless given.
+
+    A picture without a face the detector can find (a dog, a drawing) is animated whole, resized to
+    256² as with ``crop=False``, from a frontal head pose, with a notice: the renderer warps any picture,
+    and refusing would only send the user through ``--no-crop`` and ``--pose`` by hand."""
+    from ..face.landmarks import NoFaceError
+
+    rgb = read_image(image) if not isinstance(image, np.ndarray) else image
+    name = str(image) if not isinstance(image, np.ndarray) else "the image"
+    crop_box, landmarks, faceless = None, None, False
+    if crop:
+        from ..face.crop import crop_reference
+        from ..face.landmarks import select_face
+
+        try:
+            cropped = crop_reference(rgb, select_face(rgb, face, source_name=name))
+            rgb_256, crop_box, landmarks = cropped.image, cropped.box, cropped.landmarks
+        except NoFaceError:
+            rgb_256, faceless = resize_256(rgb), True
+    else:
+        rgb_256 = resize_256(rgb)
+    if pose is None and not faceless:
+        from ..face.head_pose import estimate_head_pose, reference_pose
+
+        try:
+            pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
+        except NoFaceError:
+            faceless = True
+    if faceless:
+        pose = _faceless_pose(name, pose)
+    return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box, rgb)
+
+
+def load_job_reference(image: str | os.PathLike | np.ndarray, options: GenerateOptions) -> Reference:
+    """:func:`load_reference` with a job's options (crop, pose, face)."""
+    pose = None if options.pose is None else np.asarray(options.pose, dtype=np.float64)
+    return load_reference(image, crop=options.crop, pose=pose, face=options.face)
+
+
+def _faceless_pose(name: str, pose: np.ndarray | None) -> np.ndarray:
+    """The notice for a picture without a face, and its pose: the given one, else a frontal head."""
+    from ..errors import notice
+    from ..face.head_pose import FRONTAL_POSE, format_pose
+
+    if pose is not None:
+        notice(f"no face found in {name}; animating the whole picture")
+        return pose
+    notice(f"no face found in {name}; animating the whole picture from a frontal head pose "
+           f"{format_pose(FRONTAL_POSE)} (--pose Rx,Ry,Rz,Tx,Ty,Tz to set another)")
+    return FRONTAL_POSE.copy()
+
+
+def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
+                transcript: str | None = None, f0: str = GenerateOptions.f0,
+                on_progress: Callable[[float], None] | None = None) -> Speech:
+    """Decode any audio to 16 kHz, compute the 41-d features and the per-frame phonemes
+    (from the official JSON if given, else recognised offline, beside the features).
+
+    ``f0``: "fast" or "official" F0 (:mod:`avct.audio.features`). ``on_progress(fraction)``: the share
+    of the front-end done, increasing, ending at 1.0 (may be called from a worker thread)."""
+    from ..audio.decode import load_audio
+    from ..audio.frontend import features_and_phonemes
+
+    words = read_phoneme_json(phonemes) if phonemes is not None else None
+    decoded = load_audio(audio)
+    features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
+                                            on_progress=on_progress)
+    speech = Speech(features.astype(np.float32), np.asarray(frame_phoneme_ids(words), dtype=np.int64))
+    if speech.num_frames == 0:
+        raise AvctError(f"audio {audio} is shorter than one video frame (40 ms)")
+    return speech
+
+
+class Pipeline:
+    """Talking-head generation with loaded networks. ``Pipeline.from_checkpoint(path).generate(img, wav, out)``."""
+
+    def __init__(self, models: AvctModels, device: str | torch.device | None = DEFAULT_DEVICE,
+                 precision: str = DEFAULT_PRECISION, batch_size: int = DEFAULT_BATCH_SIZE, channels_last: bool = True,
+                 compile: bool = False, tune_allocator: bool = True, backend: str = DEFAULT_BACKEND):
+        """``tune_allocator``: on the CPU, let glibc keep large tensors in its heap
+        (:func:`~avct.inference.devices.keep_large_allocations_in_heap`, process-wide, ~20% faster); off, the
+        process keeps the default allocator (the benchmark's per-frame baseline, as the official code runs).
+        ``backend``: the renderer's runtime, :mod:`avct.inference.backends` (torch, openvino, openvino-int8)."""
+        models.require("keypoint_detector", "generator", "avct", "head_motion")
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.dtype = resolve_precision(precision, self.device)
+        self.batch_size = max(1, int(batch_size))
+        if self.device.type == "cpu" and tune_allocator:
+            keep_large_allocations_in_heap()
+        self.models = models.eval()
+        # Precision policy: the renderer (nearly all the work per frame) runs in `precision` and keeps its
+        # geometry fp32 itself; the AVCT stays fp32 (in bf16 its keypoints drift enough to cost ~20 dB
+        # of PSNR, measured), as do the keypoint detector (once per video) and the head-motion LSTM.
+        self.avct_dtype = torch.float32
+        models.keypoint_detector.to(self.device, torch.float32)
+        models.head_motion.to(self.device, torch.float32)
+        models.avct.to(self.device, self.avct_dtype)
+        models.generator.to(self.device, self.dtype)
+        if channels_last and self.device.type != "mps":
+            models.generator.to(memory_format=torch.channels_last)  # ~1.7x on CPU (oneDNN), also good on GPU
+            models.avct.to(memory_format=torch.channels_last)       # its per-frame token CNNs: ~1.3x on CPU
+        self._render = renderer_for(models.generator, models.keypoint_detector, backend, self.device, self.dtype)
+        self.compiled = compile
+        if compile and backend != "torch":
+            raise AvctError("--compile is for the torch backend; the openvino backends compile their own graph")
+        if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: on par with the eager folds, benchmarks/speed.py)
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+            self._render = torch.compile(models.generator.render, dynamic=False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Pipeline":
+        return cls(load_models(path), **kwargs)
+
+    @classmethod
+    def from_checkpoints(cls, paths: Sequence[str | os.PathLike | None] | None = None, **kwargs) -> "Pipeline":
+        """Networks from several sources, later ones adding or overriding (official checkpoints, avct
+        weights, training runs); no paths, or ``default``: the weights bundled with avct."""
+        from ..weights.store import merge_models
+        from ..weights.bundled import resolve_checkpoint
+
+        return cls(merge_models([load_models(resolve_checkpoint(p)) for p in paths or [None]]), **kwargs)
+
+    # ---- stages ------------------------------------------------------------------------------
+    def head_poses(self, reference: Reference, speech: Speech) -> np.ndarray:
+        """(N, 6) de-normalised poses, row i for frame i (row 0 from the reference pose box alone)."""
+        hm, n = self.models.head_motion, speech.num_frames
+        box = torch.from_numpy(draw_pose_box(reference.pose.astype(np.float32)))[None, None].to(self.device)
+        audio = torch.from_numpy(speech.frame_rows())
+        with torch.inference_mode():
+            first, h, state = hm.initial_state(box)
+            raw = [first[:, None]]
+            for s in range(0, n - 1, 256):  # the LSTM is causal: only chunks before the last frame matter
+                out, h, state = hm.step(audio[None, s:min(s + 256, n - 1)].to(self.device), h, state)
+                raw.append(out)
+            poses = hm.denormalize(torch.cat(raw, dim=1))[0]
+        return poses.float().cpu().numpy()
+
+    def _tokens(self, positions: np.ndarray, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
+                silent: bool = False):
+        """AVCT encoder/decoder tokens for (possibly out-of-range) frame positions, padded by the
+        official windows' rule (:func:`avct.models.avct.window_inputs`; ``silent`` for mouth_scale)."""
+        avct = self.models.avct
+        ph, audio, boxes = window_inputs(positions, speech.num_frames, speech.phonemes, speech.frame_rows(), poses,
+                                         silent=silent)
+        dev, dt = self.device, self.avct_dtype
+        enc = avct.encoder_tokens(torch.from_numpy(ph).to(dev), torch.from_numpy(boxes).to(dev, dt))
+        dec = avct.decoder_tokens(torch.from_numpy(audio).to(dev, dt), feature_map)
+        return enc, dec
+
+    def driving_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
+                          start: int, stop: int, *, silent: bool = False) -> Keypoints:
+        """AVCT keypoints of frames [start, stop) from windows over cached per-frame tokens
+        (``silent``: with every frame's speech replaced by silence, see ``_tokens``)."""
+        avct = self.models.avct
+        w = avct.cfg.num_w
+        positions = np.arange(start - w, stop + w)
+        enc, dec = self._tokens(positions, speech, poses, feature_map, silent)  # (stop-start+2w, D)
+        win = 2 * w + 1
+        enc_w = enc.unfold(0, win, 1).permute(0, 2, 1)                         # (stop-start, 11, D)
+        dec_w = dec.unfold(0, win, 1).permute(0, 2, 1)
+        outs = [avct.head(avct.correlate(enc_w[i:i + self.batch_size * 4], dec_w[i:i + self.batch_size * 4]))
+                for i in range(0, len(enc_w), self.batch_size * 4)]
+        return Keypoints.cat(outs)
+
+    def controlled_head_poses(self, reference: Reference, speech: Speech,
+                              options: GenerateOptions | None = None) -> np.ndarray:
+        """(N, 6) head poses of a job: :meth:`head_poses` with the motion controls of ``options``
+        (still, pose_scale, pose_from; :mod:`avct.inference.motion_controls`)."""
+        from .motion_controls import driving_poses
+
+        return driving_poses(options or GenerateOptions(), reference.pose, speech.num_frames,
+                             lambda: self.head_poses(reference, speech))
+
+    def _mouth_scaled_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
+                                start: int, stop: int, mouth_scale: float) -> Keypoints:
+        """Driving keypoints with the speech-caused motion scaled (the silent pass runs only when
+        ``mouth_scale != 1``, so 1 is exactly the plain prediction)."""
+        kp = self.driving_keypoints(speech, poses, feature_map, start, stop)
+        if mouth_scale == 1.0:
+            return kp
+        from .motion_controls import scale_mouth
+
+        silent = self.driving_keypoints(speech, poses, feature_map, start, stop, silent=True)
+        return scale_mouth(kp, silent, mouth_scale)
+
+    def predictions(self, reference: Reference, speech: Speech, chunk: int = 64, *,
+                    options: GenerateOptions | None = None) -> Iterator[torch.Tensor]:
+        """Yield batches of rendered frames (B, 3, 256, 256), float in [0, 1], in order, with the
+        motion controls of ``options`` (default: none)."""
+        for out in self.render_outputs(reference, speech, chunk, options=options):
+            yield out["prediction"]
+
+    def render_outputs(self, reference: Reference, speech: Speech, chunk: int = 64, *,
+                       options: GenerateOptions | None = None) -> Iterator[dict]:
+        """Yield the renderer's outputs batch by batch, in order: ``prediction`` (B, 3, 256, 256) in
+        [0, 1], ``deformation`` (B, 64, 64, 2) and ``occlusion_map`` (B, 1, 64, 64) when the weights
+        have one; motion controls from ``options``."""
+        from .motion_controls import head_scale, scale_common_translation
+
+        n = speech.num_frames
+        if n <= 0:
+            raise AvctError("audio is shorter than one video frame (40 ms)")
+        options = options or GenerateOptions()
+        poses = self.controlled_head_poses(reference, speech, options)
+        keep_head = head_scale(options)
+        with torch.inference_mode():
+            kp_src, feature_map, source = self._encode_reference(reference)
+            kp_initial = None
+            chunk = max(chunk, self.batch_size)
+            for start in range(0, n, chunk):
+                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, min(start + chunk, n),
+                                                      options.mouth_scale).to(torch.float32)
+                if kp_initial is None:
+                    kp_initial = kp_drv[0:1]
+                if keep_head != 1.0:
+                    kp_drv = scale_common_translation(kp_drv, kp_initial, keep_head)
+                kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
+                for b in range(0, len(kp_norm.value), self.batch_size):
+                    yield self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size])
+
+    def _encode_reference(self, reference: Reference):
+        """What depends on the reference only, once per video: its keypoints, the AVCT's keypoint
+        feature map and the renderer's source encoding (call under inference mode)."""
+        image = reference.image.to(self.device, torch.float32)
+        detected = self.models.keypoint_detector.detect(image)
+        source = self.models.generator.encode_source(image)
+        return detected.keypoints, detected.feature_map.to(self.avct_dtype), source
+
+    def _render_batch(self, source, kp_src: Keypoints, kp_driving: Keypoints) -> torch.Tensor:
+        n = len(kp_driving.value)
+        if self.compiled and n < self.batch_size:  # one static shape: pad rather than recompile
+            pad = self.batch_size - n
+            kp_driving = Keypoints(torch.cat([kp_driving.value, kp_driving.value[-1:].expand(pad, -1, -1)]),
+                                   torch.cat([kp_driving.jacobian, kp_driving.jacobian[-1:].expand(pad, -1, -1, -1)]))
+        out = self._render(source, kp_src, kp_driving)
+        return {key: out[key][:n].float() for key in ("prediction", "deformation", "occlusion_map") if key in out}
+
+    @staticmethod
+    def _to_uint8(pred: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 RGB (truncation as the official code)."""
+        return (pred.permute(0, 2, 3, 1) * 255).to(torch.uint8).cpu().numpy()
+
+    def still_frame(self, reference: Reference) -> np.ndarray:
+        """The renderer's picture of the reference driven by its own keypoints, (256, 256, 3) uint8: what
+        these weights draw when nothing moves, the baseline that separates image quality from motion."""
+        with torch.inference_mode():
+            kp_src, _, source = self._encode_reference(reference)
+            return self._to_uint8(self._render_batch(source, kp_src, kp_src)["prediction"])[0]
+
+    def frames(self, reference: Reference, speech: Speech, chunk: int = 64, *,
+               options: GenerateOptions | None = None) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 RGB frames, one per 40 ms of speech: by default the whole photo with
+        the face animated at the photo's resolution (:mod:`avct.inference.sharp`); ``render="classic"``: the
+        renderer's own 256² crops, the official output."""
+        options = options or GenerateOptions()
+        if options.render == "classic":
+            for pred in self.predictions(reference, speech, chunk, options=options):
+                yield from self._to_uint8(pred)
+            return
+        canvas = make_canvas(reference.full_photo(), reference.crop_box, options)
+        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk, options=options))
+
+    def reenact(self, reference: Reference, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The reference moved as a video moves, (256, 256, 3) uint8 frames, one per driving frame (256² RGB
+        uint8): the keypoint detector on each driving frame, transferred relative to the first (Eq. 3).
+        With a video's own first frame as the reference this is the renderer's reconstruction of the video,
+        the best any motion model can get out of this renderer (``scripts/lip_reconstruction.py``)."""
+        with torch.inference_mode():
+            kp_src, _, source = self._encode_reference(reference)
+            kp_initial = None
+            for chunk in _chunks(driving, self.batch_size):
+                images = torch.cat([to_tensor(np.ascontiguousarray(f)) for f in chunk]).to(self.device, torch.float32)
+                kp_drv = self.models.keypoint_detector(images).to(torch.float32)
+                if kp_initial is None:
+                    kp_initial = kp_drv[0:1]
+                yield from self._to_uint8(self._render_batch(source, kp_src, relative_motion(kp_src, kp_drv, kp_initial))["prediction"])
+
+    # ---- one call --------------------------------------------------------------------------------
+    def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
+                    audio_path: str | os.PathLike | None, *, options: GenerateOptions | None = None,
+                    frames_dir: str | os.PathLike | None = None,
+                    progress: bool | Callable[[int, int], None] = False) -> Path:
+        """Render all frames into an H.264/AAC mp4 at 25 fps with the original audio, atomically."""
+        from ..video.writer import VideoWriter
+
+        frames = self.frames(reference, speech, options=options)
+        total = speech.num_frames
+        if progress is True:
+            from tqdm import tqdm
+
+            frames = tqdm(frames, total=total, unit="frame", desc="generating")
+        report = progress if callable(progress) else None
+        with VideoWriter(output, fps=FPS, audio_path=audio_path, frames_dir=frames_dir) as writer:
+            for done, frame in enumerate(frames, 1):
+                writer.write(frame)
+                if report is not None:
+                    report(done, total)
+        return Path(output)
+
+    def generate(self, image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike,
+                 options: GenerateOptions | None = None, *, frames_dir: str | os.PathLike | None = None,
+                 progress: bool | Callable[[int, int], None] = False, **option_values) -> Path:
+        """Image + speech file -> talking-head mp4 (see ``write_video``).
+
+        ``options`` (or the same names as keywords, e.g. ``crop=False``): see :class:`GenerateOptions`.
+        ``progress``: True for a progress bar, or a callable ``(frames_done, frames_total)``."""
+        options = (options or GenerateOptions()).replace(**option_values) if option_values else (options or GenerateOptions())
+        return generate_video(image, audio, output, options, self, frames_dir=frames_dir, progress=progress)
+
+
+def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike,
+                   options: GenerateOptions, pipeline: "Pipeline | Callable[[], Pipeline]", *,
+                   frames_dir: str | os.PathLike | None = None,
+                   progress: bool | Callable[[int, int], None] = False) -> Path:
+    """One job, in the order that lets a bad input fail in seconds: the reference photo (face, pose),
+    then the networks (``pipeline`` may be a factory, called only then: ``avct generate`` loads the weights
+    after the photo was checked), then the speech front end, then the video (``Pipeline.write_video``)."""
+    reference = load_job_reference(image, options)
+    if not isinstance(pipeline, Pipeline):
+        pipeline = pipeline()
+    speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
+    return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
+                                progress=progress)
+
+
+def _chunks(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive lists of ``size`` items (the last one shorter), consuming the iterable lazily."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
