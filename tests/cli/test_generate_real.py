@@ -1,8 +1,7 @@
 """`avct generate` with nothing but a real photo and real speech in common formats: phonemes recognised
 offline, the face cropped and its pose estimated, the audio decoded from mp3/flac/m4a. Once with
 official-size networks from official-layout files (weights by the parity rule), else the bundled
-weights a new user gets; `--precision auto`
-(bf16 where the CPU has it natively) to keep the suite quick."""
+weights a new user gets; `--precision auto` (bf16 where the CPU has it natively) to keep the suite quick."""
 import itertools
 
 import numpy as np
@@ -10,46 +9,16 @@ import pytest
 
 from avct.cli import main
 from avct.video.reader import probe_video, read_video
+from support.media_files import first_seconds, write_flac
+
+SECONDS = 2.5  # of each speech file: every container and codec is decoded the same, and the suite stays quick
 
 
 @pytest.fixture(scope="module")
 def flac_file(data, tmp_path_factory):
     """A flac made from a real wav's first SECONDS (no flac ships in shared/data)."""
-    import av
-
-    src = data / "audio" / "retalking_audio1_5s.wav"
-    out = tmp_path_factory.mktemp("flac") / "speech.flac"
-    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("flac", rate=inp.streams.audio[0].rate)
-        for frame in inp.decode(audio=0):
-            if frame.time >= SECONDS:
-                break
-            frame.pts = None
-            for packet in stream.encode(frame):
-                dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
-    return out
-
-
-SECONDS = 2.5  # of each speech file: every container and codec is decoded the same, and the suite stays quick
-
-
-def _first_seconds(src, dst, seconds: float = SECONDS):
-    """The first ``seconds`` of an audio file, its packets copied as they are (same container and codec)."""
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.audio[0]
-        copy = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
-            if packet.dts is None:
-                continue
-            if packet.pts * stream.time_base > seconds:
-                break
-            packet.stream = copy
-            out.mux(packet)
-    return dst
+    return write_flac(data / "audio" / "retalking_audio1_5s.wav", tmp_path_factory.mktemp("flac") / "speech.flac",
+                      seconds=SECONDS)
 
 
 @pytest.mark.parametrize("image,audio,weights", [
@@ -58,7 +27,7 @@ def _first_seconds(src, dst, seconds: float = SECONDS):
     ("man_closeup_liveportrait_d38.jpg", "dreamtalk_ack_english_17s.m4a", "bundled"),
 ])
 def test_generate_from_real_files(official_checkpoint_dir, data, flac_file, tmp_path, image, audio, weights):
-    audio_path = flac_file if audio == "FLAC" else _first_seconds(data / "audio" / audio, tmp_path / audio)
+    audio_path = flac_file if audio == "FLAC" else first_seconds(data / "audio" / audio, tmp_path / audio, SECONDS)
     out = tmp_path / "out.mp4"
     checkpoint = ["--checkpoint", str(official_checkpoint_dir)] if weights == "official" else []  # else the default
     code = main(["generate", "--image", str(data / "image" / image), "--audio", str(audio_path), *checkpoint,

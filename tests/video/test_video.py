@@ -12,6 +12,7 @@ from avct.video import writer as video  # noqa: E402
 from avct.errors import AvctError  # noqa: E402
 from avct.video.writer import VideoWriter, write_video  # noqa: E402
 from avct.video.reader import probe_video, read_video  # noqa: E402
+from support.media_files import write_flac  # noqa: E402
 
 FPS = 25.0
 ONE_FRAME = 1 / FPS
@@ -26,17 +27,8 @@ def audio_dir(data) -> Path:
 @pytest.fixture(scope="session")
 def flac_audio(audio_dir, tmp_path_factory) -> Path:
     """A FLAC made from one of the shared WAVs with PyAV (no FLAC file is shared)."""
-    out = tmp_path_factory.mktemp("flac") / "speech.flac"
-    with av.open(str(audio_dir / "librivox_austen_0890_5s.wav")) as src, av.open(str(out), "w") as dst:
-        s = dst.add_stream("flac", rate=src.streams.audio[0].rate)
-        s.layout = "mono"
-        for frame in src.decode(audio=0):
-            frame.pts = None
-            for p in s.encode(frame):
-                dst.mux(p)
-        for p in s.encode(None):
-            dst.mux(p)
-    return out
+    return write_flac(audio_dir / "librivox_austen_0890_5s.wav", tmp_path_factory.mktemp("flac") / "speech.flac",
+                      layout="mono")
 
 
 def decoded_audio(path: Path) -> tuple[np.ndarray, int]:
