@@ -124,8 +124,10 @@ def setup(tmp_path_factory):
 
 
 def _frames(setup, count: int | None = None, **options) -> np.ndarray:
+    """The animated 256² face crops (--crop-only): the regions and pixel thresholds below are the crop's."""
     pipe, reference, speech = setup
-    return np.stack(list(itertools.islice(pipe.frames(reference, speech, options=GenerateOptions(**options)), count)))
+    options = GenerateOptions(crop_only=True, **options)
+    return np.stack(list(itertools.islice(pipe.frames(reference, speech, options=options), count)))
 
 
 @pytest.fixture(scope="module")
