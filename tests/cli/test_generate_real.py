@@ -39,7 +39,8 @@ def test_generate_from_real_files(official_checkpoint_dir, data, flac_file, tmp_
     h, w = read_image(data / "image" / image).shape[:2]     # the whole photo (these are below --max-size)
     assert info.codec == "h264" and info.audio_codec == "aac" and (info.width, info.height) == (w + w % 2, h + h % 2)
     assert info.audio_duration is not None and abs(info.audio_duration - SECONDS) < 0.2  # the cut, not the whole file
-    # the video covers the audio to within one 40 ms frame
-    assert abs(info.video_duration - info.audio_duration) <= 0.04 + 1e-6, (info.video_duration, info.audio_duration)
+    # the video covers the audio to within one 40 ms frame, plus what the feature rule leaves at the end:
+    # 25 ms windows every 10 ms give 1 + ceil((n - 400) / 160) rows, 4 rows a frame (the official rule)
+    assert abs(info.video_duration - info.audio_duration) <= 0.04 + 0.015 + 1e-6, (info.video_duration, info.audio_duration)
     frames = list(itertools.islice(read_video(out), 3))
     assert len(frames) == 3 and np.std(frames[0]) > 5  # a real picture, not a blank frame
