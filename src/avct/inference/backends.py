@@ -105,9 +105,10 @@ class OpenVinoRenderer:
         self.outputs = tuple(n for n in OUTPUTS if n != "occlusion_map" or generator.cfg.estimate_occlusion_map)
         self.int8 = int8
         model = self._load_or_export(ov, generator, keypoint_detector)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
-        if not int8:
-            config["INFERENCE_PRECISION_HINT"] = "f32"  # equal to PyTorch fp32, not bf16 where the CPU has it
+        # f32 for every layer left unquantised: where the CPU has bf16 OpenVINO would otherwise run them, the
+        # dense motion network's grid among them, in bf16 (the quantised convolutions stay int8)
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
+                  "INFERENCE_PRECISION_HINT": "f32"}
         self.compiled = ov.Core().compile_model(model, "CPU", config)
 
     def _load_or_export(self, ov, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module):
