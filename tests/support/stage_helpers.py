@@ -99,40 +99,38 @@ def drop_factor(losses: list[float], k: int = 3) -> float:
 RENDERER_OVERRIDES = {**CHEAP_PERCEPTUAL, "augmentation": {"flip_horizontal": False, "flip_time": False, "jitter": 0.0},
                       "loss_weights": {"perceptual": CHEAP_LAYERS, "generator_gan": 0.0}, "lr": 1e-3}
 RENDERER_STEPS = 30
-_RENDERER: dict[Path, tuple[Path, list[float]]] = {}
+SYNCNET_OVERRIDES = {"image_size": 32, "lr": 1e-3, "min_negative_offset": 5}
+SYNCNET_STEPS = 40
+_OVERFITTED: dict[tuple[str, Path], tuple[Path, list[float]]] = {}
+
+
+def _overfit_once(name: str, stage_class, overrides: dict, steps: int, data_dir: Path, out_dir: Path,
+                  indices) -> tuple[Path, list[float]]:
+    """A stage over-fitted on a fixed batch (``indices(stage)``) once per session and data folder, exported
+    to ``out_dir``; returns (weights dir, per-step losses)."""
+    key = (name, data_dir)
+    if key not in _OVERFITTED:
+        stage = build_stage(stage_class, name, overrides, data_dir)
+        runner = Runner(stage)
+        losses = runner.steps(fixed_batch(stage, indices(stage)), steps)
+        stage.export(runner.modules, out_dir)
+        _OVERFITTED[key] = (out_dir, losses)
+    return _OVERFITTED[key]
 
 
 def overfit_renderer(data_dir: Path, out_dir: Path) -> tuple[Path, list[float]]:
-    """The tiny renderer over-fitted on 2 fixed pairs (once per session), exported to ``out_dir``;
-    returns (weights dir, per-step losses). Reused by the avct stage tests as their frozen renderer."""
-    if data_dir not in _RENDERER:
-        from avct.train.stages.renderer import RendererStage
+    """The tiny renderer over-fitted on 2 fixed pairs (once per session). Reused by the avct stage tests as
+    their frozen renderer."""
+    from avct.train.stages.renderer import RendererStage
 
-        stage = build_stage(RendererStage, "renderer", RENDERER_OVERRIDES, data_dir)
-        batch = fixed_batch(stage, [5, 60])
-        runner = Runner(stage)
-        losses = runner.steps(batch, RENDERER_STEPS)
-        stage.export(runner.modules, out_dir)
-        _RENDERER[data_dir] = (out_dir, losses)
-    return _RENDERER[data_dir]
-
-
-SYNCNET_OVERRIDES = {"image_size": 32, "lr": 1e-3, "min_negative_offset": 5}
-SYNCNET_STEPS = 40
-_SYNCNET: dict[Path, tuple[Path, list[float]]] = {}
+    return _overfit_once("renderer", RendererStage, RENDERER_OVERRIDES, RENDERER_STEPS, data_dir, out_dir,
+                         lambda stage: [5, 60])
 
 
 def overfit_syncnet(data_dir: Path, out_dir: Path) -> tuple[Path, list[float]]:
-    """The small D_sync over-fitted on 16 fixed windows (once per session), exported to ``out_dir``;
-    returns (weights dir, per-step losses). Reused by the avct stage tests as their frozen D_sync."""
-    if data_dir not in _SYNCNET:
-        from avct.train.stages.syncnet import SyncNetStage
+    """The small D_sync over-fitted on 16 fixed windows (once per session). Reused by the avct stage tests
+    as their frozen D_sync."""
+    from avct.train.stages.syncnet import SyncNetStage
 
-        stage = build_stage(SyncNetStage, "syncnet", SYNCNET_OVERRIDES, data_dir)
-        n = len(stage.dataset())
-        batch = fixed_batch(stage, [int(i) for i in np.linspace(0, n - 1, 16)])
-        runner = Runner(stage)
-        losses = runner.steps(batch, SYNCNET_STEPS)
-        stage.export(runner.modules, out_dir)
-        _SYNCNET[data_dir] = (out_dir, losses)
-    return _SYNCNET[data_dir]
+    return _overfit_once("syncnet", SyncNetStage, SYNCNET_OVERRIDES, SYNCNET_STEPS, data_dir, out_dir,
+                         lambda stage: [int(i) for i in np.linspace(0, len(stage.dataset()) - 1, 16)])
