@@ -86,11 +86,28 @@ class HeadMotionConfig:
 
 
 @dataclass(frozen=True)
+class LipApertureConfig:
+    """Speech -> lip aperture per frame (not in the paper; :mod:`avct.models.lip_aperture`).
+
+    Input: the 26 log-fbank channels and the voiced flag of the feature rows (100 Hz), and each
+    frame's phoneme as a ``phoneme_dim``-d embedding (0: no phonemes). ``width`` channels;
+    ``dilations``: the 25 fps residual blocks' dilations (context ±(1 + sum) frames); ``dropout``: on
+    the hidden channels while training."""
+
+    width: int = 48
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    dropout: float = 0.2
+    phoneme_dim: int = 16
+    num_phonemes: int = 41
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     keypoint_detector: KeypointDetectorConfig = field(default_factory=KeypointDetectorConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     avct: AVCTConfig = field(default_factory=AVCTConfig)
     head_motion: HeadMotionConfig = field(default_factory=HeadMotionConfig)
+    lip_aperture: LipApertureConfig = field(default_factory=LipApertureConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,6 +146,7 @@ _SUBCONFIGS = {
     "GeneratorConfig": GeneratorConfig,
     "AVCTConfig": AVCTConfig,
     "HeadMotionConfig": HeadMotionConfig,
+    "LipApertureConfig": LipApertureConfig,
 }
 
 

@@ -1,4 +1,4 @@
-"""`avct train {renderer,syncnet,avct,headmotion}`: parser and command function.
+"""`avct train {renderer,syncnet,avct,headmotion,lips}`: parser and command function.
 
 ``add_train_parser(subparsers)`` and ``cmd_train(args)`` are wired into avct's CLI; ``main`` lets
 ``torchrun -m avct.cli.train headmotion ...`` (or ``python -m``) run the command on its own.
@@ -21,13 +21,14 @@ examples:
   avct train avct       --config small --data DATA --out runs/avct --renderer runs/renderer --syncnet runs/syncnet
   avct train headmotion --config small --data DATA --out runs/headmotion
   avct train headmotion --out runs/headmotion --resume          # continue where it stopped
+  avct train lips       --config small --data DATA --out runs/lips   # speech -> lip aperture (any speakers)
   torchrun --nproc_per_node 4 -m avct train avct --config official ...   # 4 GPUs (DDP)
 """
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "train", help="train one stage (renderer, syncnet, avct, headmotion)",
+        "train", help="train one stage (renderer, syncnet, avct, headmotion, lips)",
         description="Train one stage of AVCT on a dataset written by `avct preprocess`. Runs on one CPU/GPU, "
                     "or on several GPUs/nodes under torchrun (DDP). Checkpoints, TensorBoard logs and the "
                     "exported weights go to --out.",
@@ -45,6 +46,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--syncnet", metavar="PATH", help="trained lip-sync discriminator: a syncnet RUN_DIR or weights")
     p.add_argument("--headmotion", metavar="PATH", help="head-motion weights to start from (fine-tuning)")
     p.add_argument("--avct", metavar="PATH", help="AVCT weights to start from (fine-tuning, e.g. a second phase)")
+    p.add_argument("--lips", metavar="PATH", help="lip-aperture weights to start from (fine-tuning)")
     add_device(p)
     add_quiet(p)
     p.set_defaults(func=cmd_train)
@@ -54,7 +56,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def cmd_train(args: argparse.Namespace) -> int:
     from ..train.engine import train
 
-    init = {role: Path(getattr(args, role)) for role in ("renderer", "syncnet", "headmotion", "avct")
+    init = {role: Path(getattr(args, role)) for role in ("renderer", "syncnet", "headmotion", "avct", "lips")
             if getattr(args, role, None)}
     result = train(args.stage, args.config, args.data, args.out, max_steps=args.max_steps, resume=args.resume,
                    init=init, device=args.device, progress=not args.quiet)

@@ -24,7 +24,7 @@ from ..config import ModelConfig
 from ..config import model_preset
 from ..errors import AvctError
 
-STAGE_NAMES = ("renderer", "syncnet", "avct", "headmotion")
+STAGE_NAMES = ("renderer", "syncnet", "avct", "headmotion", "lips")
 VGG19_ENV = "AVCT_VGG19_WEIGHTS"  # ImageNet VGG-19 weights when the config names none
 
 
@@ -178,6 +178,37 @@ class HeadMotionTrainConfig(TrainConfig):
     seq_len: int = _check(64, lambda v: None if v >= 2 else f"must be >= 2, got {v}")
     window_stride: int = positive(1)
     loss_weights: HeadMotionLossWeights = field(default_factory=HeadMotionLossWeights)
+
+
+# ---- lip aperture (not in the paper) ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class LipsLossWeights:
+    """Over each training window's frames with a face (aperture in inter-ocular units):
+    mse: mean squared error (anchors the level: closed lips in pauses);
+    correlation: 1 − Pearson r of predicted and real curves (in time with the speech, whatever the level);
+    amplitude: (std(predicted) / std(real) − 1)² (the MSE alone shrinks the motion towards the mean)."""
+
+    mse: float = non_negative(100.0)
+    correlation: float = non_negative(1.0)
+    amplitude: float = non_negative(0.5)
+
+
+@dataclass(frozen=True)
+class LipsTrainConfig(TrainConfig):
+    """Speech -> lip aperture (``avct.models.lip_aperture``), on any talking clips with a face in each
+    frame: the target is the aperture of dlib's landmarks that ``avct preprocess`` stored.
+
+    seq_len: frames per training window (the network sees its rows; the spectral mean is the clip's).
+    window_stride: frames between the starts of consecutive windows of a clip.
+    """
+
+    lr: float = positive(1e-3)
+    batch_size: int = positive(16)
+    steps: int = positive(3_000)
+    weight_decay: float = non_negative(1e-4)
+    seq_len: int = _check(64, lambda v: None if v >= 8 else f"must be >= 8, got {v}")
+    window_stride: int = positive(8)
+    loss_weights: LipsLossWeights = field(default_factory=LipsLossWeights)
 
 
 # ---- renderer (FOMM recipe) ------------------------------------------------------------------------------
@@ -392,6 +423,7 @@ CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
     "syncnet": SyncNetTrainConfig,
     "avct": AvctTrainConfig,
     "headmotion": HeadMotionTrainConfig,
+    "lips": LipsTrainConfig,
 }
 
 # The `small` preset: what differs from `official` per stage (CPU-sized runs, same mechanisms).
@@ -402,6 +434,7 @@ _SMALL: dict[str, dict[str, Any]] = {
     "syncnet": {"batch_size": 8, "steps": 2_000},
     "avct": {"batch_size": 1, "seq_len": 8, "steps": 2_000},
     "headmotion": {"batch_size": 8, "seq_len": 16, "steps": 2_000},
+    "lips": {},
 }
 PRESET_NAMES = ("official", "small")
 

@@ -20,24 +20,30 @@ from ..io_utils import atomic_write_text
 from ..models.avct import AudioVisualCorrelationTransformer
 from ..models.head_motion import HeadMotionPredictor
 from ..models.keypoints import KeypointDetector
+from ..models.lip_aperture import LipApertureNet
 from ..models.renderer import OcclusionAwareGenerator
 from .files import load_state_checked, read_format_json, read_safetensors, read_tensors, write_safetensors
 
 FORMAT_NAME = "avct-weights"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
-COMPONENTS = ("keypoint_detector", "generator", "avct", "head_motion")
+PAPER_COMPONENTS = ("keypoint_detector", "generator", "avct", "head_motion")
+COMPONENTS = PAPER_COMPONENTS + ("lip_aperture",)
 
 
 @dataclass
 class AvctModels:
-    """The four networks (any may be None when a checkpoint only holds some) and their config."""
+    """The networks (any may be None when a checkpoint only holds some) and their config.
+
+    ``lip_aperture`` is optional everywhere (not in the paper; the official checkpoints have none):
+    when present, generation opens the photo's mouth by its prediction (:mod:`avct.inference.mouth_opening`)."""
 
     config: ModelConfig
     keypoint_detector: KeypointDetector | None = None
     generator: OcclusionAwareGenerator | None = None
     avct: AudioVisualCorrelationTransformer | None = None
     head_motion: HeadMotionPredictor | None = None
+    lip_aperture: LipApertureNet | None = None
 
     def components(self) -> dict[str, nn.Module]:
         return {n: getattr(self, n) for n in COMPONENTS if getattr(self, n) is not None}
@@ -78,6 +84,8 @@ def build_component(name: str, config: ModelConfig) -> nn.Module:
         return AudioVisualCorrelationTransformer(config.avct)
     if name == "head_motion":
         return HeadMotionPredictor(config.head_motion)
+    if name == "lip_aperture":
+        return LipApertureNet(config.lip_aperture)
     raise ValueError(name)
 
 
