@@ -9,7 +9,11 @@ Videos are first prepared by `avct preprocess --no-phonemes` into DIR/data (the 
   reconstruction  the renderer draws the clip's first frame moved by the keypoints its own detector finds
                   on every real frame, relative to the first (`Pipeline.reenact`): the best any motion model
                   can get out of this keypoint detector + renderer. How every new renderer is judged.
-  audio           (--audio) the whole model from frame 0 + the clip's audio (`avct generate --no-crop`).
+  sharp+lips      the same keypoints through the sharp output (the default), with the photo's mouth opened
+                  to each real frame's own lip aperture (`avct.inference.mouth_opening`): the best the
+                  lip-aperture network can get, i.e. how well the mouth warp shows a given aperture.
+  audio           (--audio) the whole model from frame 0 + the clip's audio (the default sharp output,
+                  the mouth opened by the lip-aperture network when the weights have one).
 
 Scores (avct.eval.lips): lip r (correlation of the inner-lip aperture with the real one), lip amp (std
 ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio).
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from avct.eval.heldout import write_wav
     from avct.eval.lips import compare_measures, measure_frames
     from avct.io_utils import atomic_write_text
+    from avct.face.landmarks import detect_faces
+    from avct.inference.options import GenerateOptions
     from avct.inference.pipeline import Pipeline, load_reference, load_speech
     from avct.video.writer import write_video
 
@@ -104,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         speech_wav = write_wav(out / "audio" / f"{clip.name}.speech.wav", audio[: count * SAMPLES_PER_FRAME + 240])
         real = measure_frames(real_frames, FPS)
         reference = load_reference(np.ascontiguousarray(real_frames[0]), crop=False)
-        modes = {"reconstruction": lambda: pipeline.reenact(reference, real_frames)}
+        faces = detect_faces(real_frames[0])
+        reference.landmarks = faces[0].landmarks if faces else None  # the whole 256² frame is the crop
+        modes = {"reconstruction": lambda: pipeline.reenact(reference, real_frames),
+                 "sharp+lips": lambda: pipeline.reenact(reference, real_frames, apertures=real.aperture,
+                                                        options=GenerateOptions())}
         if args.audio:
             modes["audio"] = lambda: pipeline.frames(reference, load_speech(speech_wav))
         for mode, make in modes.items():

@@ -9,6 +9,7 @@ import pytest
 
 SHARED = Path(os.environ.get("AVCT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 IMAGES = SHARED / "data" / "image"
+VIDEOS = SHARED / "data" / "video"
 
 
 def require(path: Path) -> Path:

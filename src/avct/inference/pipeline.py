@@ -47,6 +47,7 @@ class Reference:
     pose: np.ndarray
     crop_box: tuple[int, int, int, int] | None = None
     photo: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+    landmarks: np.ndarray | None = None  # (68, 2) the face's landmarks in ``photo`` pixels (None: not detected)
 
     def full_photo(self) -> np.ndarray:
         """The photo, or the 256² crop itself for a Reference built without one."""
@@ -95,14 +96,16 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
 
     rgb = read_image(image) if not isinstance(image, np.ndarray) else image
     name = str(image) if not isinstance(image, np.ndarray) else "the image"
-    crop_box, landmarks, faceless = None, None, False
+    crop_box, landmarks, photo_landmarks, faceless = None, None, None, False
     if crop:
         from ..face.crop import crop_reference
         from ..face.landmarks import select_face
 
         try:
-            cropped = crop_reference(rgb, select_face(rgb, face, source_name=name))
+            chosen = select_face(rgb, face, source_name=name)
+            cropped = crop_reference(rgb, chosen)
             rgb_256, crop_box, landmarks = cropped.image, cropped.box, cropped.landmarks
+            photo_landmarks = chosen.landmarks
         except NoFaceError:
             rgb_256, faceless = resize_256(rgb), True
     else:
@@ -116,7 +119,7 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
             faceless = True
     if faceless:
         pose = _faceless_pose(name, pose)
-    return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box, rgb)
+    return Reference(to_tensor(rgb_256), np.asarray(pose, dtype=np.float64), crop_box, rgb, photo_landmarks)
 
 
 def load_job_reference(image: str | os.PathLike | np.ndarray, options: GenerateOptions) -> Reference:
@@ -140,17 +143,21 @@ def _faceless_pose(name: str, pose: np.ndarray | None) -> np.ndarray:
 
 def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
                 transcript: str | None = None, f0: str = GenerateOptions.f0,
-                on_progress: Callable[[float], None] | None = None) -> Speech:
+                on_progress: Callable[[float], None] | None = None,
+                on_decoded: Callable[[float], None] | None = None) -> Speech:
     """Decode any audio to 16 kHz, compute the 41-d features and the per-frame phonemes
     (from the official JSON if given, else recognised offline, beside the features).
 
     ``f0``: "fast" or "official" F0 (:mod:`avct.audio.features`). ``on_progress(fraction)``: the share
-    of the front-end done, increasing, ending at 1.0 (may be called from a worker thread)."""
+    of the front-end done, increasing, ending at 1.0 (may be called from a worker thread).
+    ``on_decoded(seconds)``: called once the audio is decoded, with its duration."""
     from ..audio.decode import load_audio
     from ..audio.frontend import features_and_phonemes
 
     words = read_phoneme_json(phonemes) if phonemes is not None else None
     decoded = load_audio(audio)
+    if on_decoded is not None:
+        on_decoded(len(decoded.samples) / decoded.sample_rate)
     features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
                                             on_progress=on_progress)
     speech = Speech(features.astype(np.float32), np.asarray(frame_phoneme_ids(words), dtype=np.int64))
@@ -347,23 +354,60 @@ class Pipeline:
             for pred in self.predictions(reference, speech, chunk, options=options):
                 yield from self._to_uint8(pred)
             return
-        canvas = make_canvas(reference.full_photo(), reference.crop_box, options)
-        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk, options=options))
+        lips = self.models.lip_aperture is not None and reference.landmarks is not None
+        canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
+                             reference.landmarks if lips else None)
+        openings = self.mouth_openings(speech, canvas.mouth, options) if canvas.mouth is not None else None
+        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk, options=options),
+                                  openings)
 
-    def reenact(self, reference: Reference, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """The reference moved as a video moves, (256, 256, 3) uint8 frames, one per driving frame (256² RGB
-        uint8): the keypoint detector on each driving frame, transferred relative to the first (Eq. 3).
+    def lip_apertures(self, speech: Speech) -> np.ndarray:
+        """(num_frames,) the lip-aperture network's prediction for every frame (inter-ocular units)."""
+        self.models.require("lip_aperture")
+        n = speech.num_frames
+        rows = torch.from_numpy(speech.features[: n * ROWS_PER_FRAME])
+        return self.models.lip_aperture.predict(rows, torch.from_numpy(speech.phonemes[:n])).numpy().astype(np.float64)
+
+    def mouth_openings(self, speech: Speech, mouth, options: GenerateOptions) -> np.ndarray:
+        """(num_frames,) how far to open the photo's mouth in each frame, in the canvas' source pixels:
+        the predicted aperture minus the photo's own, times ``mouth_scale``
+        (:class:`~avct.inference.mouth_opening.MouthShape`)."""
+        change = (self.lip_apertures(speech) - mouth.aperture) * options.mouth_scale
+        return change * mouth.pixels_per_aperture()
+
+    def reenact(self, reference: Reference, driving: Iterable[np.ndarray], *, apertures: np.ndarray | None = None,
+                options: GenerateOptions | None = None) -> Iterator[np.ndarray]:
+        """The reference moved as a video moves, one uint8 frame per driving frame (256² RGB uint8): the
+        keypoint detector on each driving frame, transferred relative to the first (Eq. 3).
         With a video's own first frame as the reference this is the renderer's reconstruction of the video,
-        the best any motion model can get out of this renderer (``scripts/lip_reconstruction.py``)."""
-        with torch.inference_mode():
-            kp_src, _, source = self._encode_reference(reference)
-            kp_initial = None
-            for chunk in _chunks(driving, self.batch_size):
-                images = torch.cat([to_tensor(np.ascontiguousarray(f)) for f in chunk]).to(self.device, torch.float32)
-                kp_drv = self.models.keypoint_detector(images).to(torch.float32)
-                if kp_initial is None:
-                    kp_initial = kp_drv[0:1]
-                yield from self._to_uint8(self._render_batch(source, kp_src, relative_motion(kp_src, kp_drv, kp_initial))["prediction"])
+        the best any motion model can get out of this renderer (``scripts/lip_reconstruction.py``).
+
+        Default: the renderer's own 256² pictures. With ``options`` (``render="sharp"``) the frames go
+        through the sharp output like :meth:`frames`, and ``apertures`` (the driving frames' own lip
+        apertures, :func:`avct.eval.lips.aperture_curve`) open the photo's mouth in place of the
+        lip-aperture network's prediction."""
+        def outputs() -> Iterator[dict]:
+            with torch.inference_mode():
+                kp_src, _, source = self._encode_reference(reference)
+                kp_initial = None
+                for chunk in _chunks(driving, self.batch_size):
+                    images = torch.cat([to_tensor(np.ascontiguousarray(f)) for f in chunk]).to(self.device, torch.float32)
+                    kp_drv = self.models.keypoint_detector(images).to(torch.float32)
+                    if kp_initial is None:
+                        kp_initial = kp_drv[0:1]
+                    yield self._render_batch(source, kp_src, relative_motion(kp_src, kp_drv, kp_initial))
+
+        if options is None or options.render == "classic":
+            for out in outputs():
+                yield from self._to_uint8(out["prediction"])
+            return
+        canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
+                             reference.landmarks if apertures is not None else None)
+        openings = None
+        if canvas.mouth is not None:
+            change = np.nan_to_num(np.asarray(apertures, np.float64) - canvas.mouth.aperture) * options.mouth_scale
+            openings = change * canvas.mouth.pixels_per_aperture()
+        yield from compose_frames(SharpCompositor(canvas), outputs(), openings)
 
     # ---- one call --------------------------------------------------------------------------------
     def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,
@@ -408,9 +452,20 @@ def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: s
     reference = load_job_reference(image, options)
     if not isinstance(pipeline, Pipeline):
         pipeline = pipeline()
-    speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
-    return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
-                                progress=progress)
+    if progress is not True:
+        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
+        return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
+                                    progress=progress)
+    from .progress import JobProgress
+
+    bar = JobProgress()  # one bar over the front-end and the frames
+    try:
+        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0,
+                             on_progress=bar.speech, on_decoded=bar.start)
+        return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
+                                    progress=bar.frames)
+    finally:
+        bar.close()
 
 
 def _chunks(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

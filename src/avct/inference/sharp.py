@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..models.blocks import make_coordinate_grid
+from .mouth_opening import MouthShape, darken, open_mouth
 from .options import GenerateOptions
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom), right/bottom exclusive
@@ -79,6 +80,7 @@ class Canvas:
     source: np.ndarray             # (hR, wR, 3) uint8
     feather: np.ndarray            # (h, w) float32 paste-back weight of the animated crop
     crop_only: bool                # frames are just the box
+    mouth: MouthShape | None = None  # the face's mouth in ``source`` pixels (for the mouth opening)
 
     @property
     def crop_size(self) -> tuple[int, int]:
@@ -104,9 +106,11 @@ def output_scale(photo_shape: tuple[int, ...], crop_box: Box, options: GenerateO
     return side / (r - l), side / (b - t)
 
 
-def make_canvas(photo: np.ndarray, crop_box: Box | None, options: GenerateOptions) -> Canvas:
+def make_canvas(photo: np.ndarray, crop_box: Box | None, options: GenerateOptions,
+                landmarks: np.ndarray | None = None) -> Canvas:
     """The output picture for ``photo`` (H, W, 3) uint8 whose face crop is ``crop_box`` (None: the whole
-    photo is the crop, as ``--no-crop``)."""
+    photo is the crop, as ``--no-crop``); ``landmarks``: the face's (68, 2) landmarks in photo pixels,
+    for :mod:`avct.inference.mouth_opening` (None: the mouth is not opened)."""
     h, w = photo.shape[:2]
     crop_box = crop_box or (0, 0, w, h)
     sx, sy = output_scale(photo.shape, crop_box, options)
@@ -126,6 +130,8 @@ def make_canvas(photo: np.ndarray, crop_box: Box | None, options: GenerateOption
         feather = np.ones((box_h, box_w), np.float32)
         source_img = region_img
         box = (0, 0, box_w, box_h)
+        # photo pixel -> source pixel (pixel centres; _fit pads only right and bottom, as bl, bt >= 0)
+        to_source = ((rr - rl) * sx, rl, (rb - rt) * sy, rt, rr - rl, rb - rt)
     else:
         size = (max(1, round(w * sx)), max(1, round(h * sy)))
         picture = photo if size == (w, h) else cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
@@ -138,8 +144,15 @@ def make_canvas(photo: np.ndarray, crop_box: Box | None, options: GenerateOption
         source_img = picture[region[1]:region[3], region[0]:region[2]]
         soft = (bl > 0, bt > 0, br < pw, bb < ph)
         feather = feather_mask(bb - bt, br - bl, soft, max(2.0, FEATHER * min(br - bl, bb - bt)))
+        to_source = (pw, region[0] / (pw / w), ph, region[1] / (ph / h), w, h)
+    mouth = None
+    if landmarks is not None:
+        out_w, origin_x, out_h, origin_y, in_w, in_h = to_source
+        points = np.asarray(landmarks, np.float64)
+        mouth = MouthShape.from_landmarks(np.stack([(points[:, 0] - origin_x + 0.5) * out_w / in_w - 0.5,
+                                                    (points[:, 1] - origin_y + 0.5) * out_h / in_h - 0.5], 1))
     return Canvas(np.ascontiguousarray(picture), box, region, np.ascontiguousarray(source_img), feather,
-                  options.crop_only)
+                  options.crop_only, mouth)
 
 
 def _fit(region_img: np.ndarray, box: Box) -> np.ndarray:
@@ -173,13 +186,13 @@ class SharpCompositor:
         self.identity64: np.ndarray | None = None
 
     def compose(self, rendered: torch.Tensor, deformation: torch.Tensor,
-                occlusion: torch.Tensor | None) -> np.ndarray:
-        """rendered (B, 3, 256, 256) in [0, 1], deformation (B, h', w', 2), occlusion (B, 1, h', w') or None
-        -> (B, H, W, 3) uint8 frames."""
-        return np.stack(list(self.frames(rendered, deformation, occlusion)))
+                occlusion: torch.Tensor | None, openings: np.ndarray | None = None) -> np.ndarray:
+        """rendered (B, 3, 256, 256) in [0, 1], deformation (B, h', w', 2), occlusion (B, 1, h', w') or None,
+        openings (B,) mouth openings in source pixels or None -> (B, H, W, 3) uint8 frames."""
+        return np.stack(list(self.frames(rendered, deformation, occlusion, openings)))
 
     def frames(self, rendered: torch.Tensor, deformation: torch.Tensor,
-               occlusion: torch.Tensor | None) -> Iterator[np.ndarray]:
+               occlusion: torch.Tensor | None, openings: np.ndarray | None = None) -> Iterator[np.ndarray]:
         deformation = deformation.float().cpu().numpy()
         gh, gw = deformation.shape[1:3]
         if self.identity64 is None or self.identity64.shape[:2] != (gh, gw):
@@ -187,20 +200,32 @@ class SharpCompositor:
         occ = None if occlusion is None else occlusion.float().cpu().numpy()[:, 0]
         drawn = None
         for i in range(len(deformation)):
+            opening = 0.0 if openings is None else float(openings[i])
             if occ is not None and float(occ[i].min()) < OCCLUSION_VISIBLE:
                 if drawn is None:
                     drawn = (rendered.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                yield self.frame(deformation[i], occ[i], drawn[i])
+                yield self.frame(deformation[i], occ[i], drawn[i], opening)
             else:
-                yield self.frame(deformation[i], None, None)
+                yield self.frame(deformation[i], None, None, opening)
 
-    def frame(self, deformation: np.ndarray, occlusion: np.ndarray | None, drawn: np.ndarray | None) -> np.ndarray:
-        """One frame: deformation (h', w', 2), occlusion (h', w') or None, drawn (256, 256, 3) uint8."""
+    def frame(self, deformation: np.ndarray, occlusion: np.ndarray | None, drawn: np.ndarray | None,
+              opening: float = 0.0) -> np.ndarray:
+        """One frame: deformation (h', w', 2), occlusion (h', w') or None, drawn (256, 256, 3) uint8,
+        ``opening``: the mouth opening in source pixels (:mod:`avct.inference.mouth_opening`)."""
         h, w = self.canvas.crop_size
-        displacement = cv2.resize(deformation - self.identity64, (w, h), interpolation=cv2.INTER_CUBIC)
+        shift = deformation - self.identity64
+        displacement = cv2.resize(shift, (w, h), interpolation=cv2.INTER_CUBIC)
         map_x = self.base_x + displacement[..., 0] * self.half[0]
         map_y = self.base_y + displacement[..., 1] * self.half[1]
+        shade = None
+        if opening and self.canvas.mouth is not None:
+            margin = float(np.abs(shift).max()) * max(self.half) + 2
+            part = self._mouth_rect(self.canvas.mouth.zone(opening), margin)
+            if part is not None:
+                shade = part, open_mouth(map_x[part], map_y[part], self.canvas.mouth, opening)
         face = cv2.remap(self.canvas.source, map_x, map_y, WARP_INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
+        if shade is not None and shade[1] is not None:
+            darken(face[shade[0]], shade[1])
         if occlusion is not None:
             rho = smoothstep((OCCLUSION_VISIBLE - cv2.resize(occlusion, (w, h), interpolation=cv2.INTER_LINEAR))
                              / (OCCLUSION_VISIBLE - OCCLUSION_HIDDEN))
@@ -217,6 +242,16 @@ class SharpCompositor:
         out = self.canvas.picture.copy()
         out[t:b, l:r] = face
         return out
+
+
+    def _mouth_rect(self, zone: tuple[float, float, float, float], margin: float) -> tuple[slice, slice] | None:
+        """The crop pixels whose sampling point may fall in ``zone`` (source pixels), given the largest
+        displacement ``margin`` (px) of the frame's motion field."""
+        h, w = self.canvas.crop_size
+        dx, dy = self.base_x[0, 0], self.base_y[0, 0]
+        x0, x1 = max(0, int(zone[0] - dx - margin)), min(w, int(zone[2] - dx + margin) + 1)
+        y0, y1 = max(0, int(zone[1] - dy - margin)), min(h, int(zone[3] - dy + margin) + 1)
+        return np.s_[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else None
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -238,7 +273,13 @@ def _strips(feather: np.ndarray) -> list[tuple[slice, slice]]:
     return [s for s in strips if feather[s].size]
 
 
-def compose_frames(compositor: SharpCompositor, outputs: Iterator[dict]) -> Iterator[np.ndarray]:
-    """Renderer output dicts (prediction, deformation, occlusion_map) -> uint8 frames, one at a time."""
+def compose_frames(compositor: SharpCompositor, outputs: Iterator[dict],
+                   openings: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Renderer output dicts (prediction, deformation, occlusion_map) -> uint8 frames, one at a time;
+    ``openings``: the mouth opening of every frame, source pixels (None: the mouth is not opened)."""
+    done = 0
     for out in outputs:
-        yield from compositor.frames(out["prediction"], out["deformation"], out.get("occlusion_map"))
+        n = len(out["deformation"])
+        part = None if openings is None else openings[done:done + n]
+        yield from compositor.frames(out["prediction"], out["deformation"], out.get("occlusion_map"), part)
+        done += n

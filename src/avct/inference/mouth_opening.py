@@ -1,0 +1,139 @@
+"""Opening the photo's mouth by a given amount: a warp of the lips and jaw, composed into the sharp
+output's sampling map (:mod:`avct.inference.sharp`).
+
+Why a geometric warp: the renderer's keypoints carry the head and face, but a renderer trained on a
+CPU budget moves the lips by a third of the real amount even when driven by a real clip's own keypoints
+(model card). The lip-aperture network (:mod:`avct.models.lip_aperture`) predicts how far apart the
+lips are; this module moves them apart (or together) by exactly that much in the photo, at its own
+resolution, before the renderer's motion field moves the head.
+
+Per column x of the mouth (from dlib's landmarks of the photo; y grows downwards), with the opening
+``o`` in pixels (negative closes) weighted across the mouth ``w(x) = (1 − u²)²``, ``u`` = distance from
+the mouth's centre in half mouth-widths, the vertical sampling map is piecewise linear through::
+
+    where the frame shows (y_in)         reads the photo at (y_out)
+    nose                                 nose                   (nothing above moves)
+    upper inner lip − UPPER·w·o          upper inner lip        (the upper lip rises a little)
+    lower inner lip + (1−UPPER)·w·o      lower inner lip        (the lower lip drops the rest)
+    chin + JAW·w·o                       chin                   (the jaw follows)
+    below the chin, CHIN_TAIL of the lip-to-chin distance: unchanged
+
+so the rows between the lips read the lips' meeting line, stretched into a gap that is then shaded
+dark (``shade``: the mouth's inside, which the photo does not have), and a negative ``o`` squeezes an
+open mouth shut. Nothing moves outside the mouth's columns or above the nose; the map stays monotonic
+(the lips never cross), so nothing folds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+UPPER = 0.3          # share of the opening taken by the upper lip (the jaw carries the rest)
+JAW = 0.6            # share of the lower lip's drop that the chin follows
+CHIN_TAIL = 0.6      # below the chin, the warp fades out over this fraction of the lip-to-chin distance
+WIDTH_MARGIN = 1.15  # the opening's half width, in half mouth-widths (corner to corner, outer lips)
+SHADE = 0.55         # darkening at the middle of a fully open gap (the mouth's inside)
+SHADE_FULL = 0.12    # an opening of this many inter-ocular distances gets the full shade
+# dlib's landmarks read a warped opening smaller than it is (a stretched lip line is not a real mouth's
+# inside): driven by the real apertures of five training clips (sharp output, their own keypoints), the
+# generated aperture moved 0.73-0.80 times as much as the real one (mean 0.77; r 0.87-0.99). The
+# opening is scaled up by the inverse, so that a predicted aperture reads as that aperture.
+READ_GAIN = 1.3
+
+UPPER_INNER = (60, 61, 62, 63, 64)   # dlib 68-point indices, left corner to right corner
+LOWER_INNER = (60, 67, 66, 65, 64)
+APERTURE_PAIRS = ((61, 67), (62, 66), (63, 65))  # the lip metric's pairs (avct.eval.lips)
+
+
+@dataclass(frozen=True)
+class MouthShape:
+    """A face's mouth, in the pixels of the image the warp samples."""
+
+    upper: np.ndarray        # (5, 2) inner upper lip, corner to corner
+    lower: np.ndarray        # (5, 2) inner lower lip
+    centre_x: float
+    half_width: float        # of the opening's weight profile
+    nose_y: float
+    chin_y: float
+    iod: float               # inter-ocular distance (the aperture's unit)
+    aperture: float          # this face's own aperture, inter-ocular units (:func:`avct.eval.lips.mouth_aperture`)
+
+    @classmethod
+    def from_landmarks(cls, landmarks: np.ndarray) -> "MouthShape":
+        from ..eval.lips import mouth_aperture
+        from ..eval.lmd import LEFT_EYE, RIGHT_EYE
+
+        pts = np.asarray(landmarks, np.float64)
+        corners = pts[[48, 54]]
+        return cls(upper=pts[list(UPPER_INNER)], lower=pts[list(LOWER_INNER)],
+                   centre_x=float(corners[:, 0].mean()),
+                   half_width=float(WIDTH_MARGIN * abs(corners[1, 0] - corners[0, 0]) / 2),
+                   nose_y=float(pts[33, 1]), chin_y=float(pts[8, 1]),
+                   iod=float(np.linalg.norm(pts[RIGHT_EYE].mean(0) - pts[LEFT_EYE].mean(0))),
+                   aperture=float(mouth_aperture(pts)))
+
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        """The opening's share at columns ``x``: 1 at the centre, 0 beyond the corners."""
+        u = (np.asarray(x, np.float32) - self.centre_x) / max(self.half_width, 1.0)
+        return np.clip(1 - u * u, 0, 1) ** 2
+
+    def pixels_per_aperture(self) -> float:
+        """Pixels of opening ``o`` that raise the aperture read on the frame by one inter-ocular unit: the
+        metric averages three lip pairs, which the profile ``w`` opens by less than its centre, and the
+        landmarks under-read a warped mouth (READ_GAIN)."""
+        pair_x = np.array([(self.upper[i, 0] + self.lower[i, 0]) / 2 for i in (1, 2, 3)])
+        return READ_GAIN * self.iod / max(float(self.weight(pair_x).mean()), 0.2)
+
+    def zone(self, max_opening: float) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): the sampled pixels the warp can change for openings up to ``max_opening`` px."""
+        lip_to_chin = self.chin_y - float(self.lower[:, 1].max())
+        bottom = self.chin_y + CHIN_TAIL * max(lip_to_chin, 1.0) + JAW * abs(max_opening)
+        return (self.centre_x - self.half_width, self.nose_y, self.centre_x + self.half_width, bottom)
+
+
+def open_mouth(map_x: np.ndarray, map_y: np.ndarray, mouth: MouthShape, opening: float) -> np.ndarray | None:
+    """Compose the mouth warp into a sampling map, in place: ``map_y`` (any shape, float32) becomes
+    where the frame reads the photo once the mouth is opened by ``opening`` px (negative: closed).
+
+    Returns the shade of each map pixel (0..1, the inside of the opened mouth), or None when the
+    opening is zero."""
+    if opening == 0:
+        return None
+    x, y = map_x, map_y
+    w = mouth.weight(x)
+    order_u, order_l = np.argsort(mouth.upper[:, 0]), np.argsort(mouth.lower[:, 0])
+    y_upper = np.interp(x, mouth.upper[order_u, 0], mouth.upper[order_u, 1]).astype(np.float32)
+    y_lower = np.interp(x, mouth.lower[order_l, 0], mouth.lower[order_l, 1]).astype(np.float32)
+    y_lower = np.maximum(y_lower, y_upper)
+    gap = y_lower - y_upper
+    lip_to_chin = max(mouth.chin_y - float(mouth.lower[:, 1].max()), 2.0)
+    # the opening at each column, limited so that the lips meet but never cross, the upper lip stays
+    # below the nose and the chin above the warp's lower end
+    o = np.float32(opening) * w
+    o = np.maximum(o, -gap)
+    o = np.minimum(o, np.maximum((y_upper - mouth.nose_y - 1) / UPPER, 0))
+    o = np.minimum(o, CHIN_TAIL * lip_to_chin / JAW * 0.9)
+    bottom = np.float32(mouth.chin_y + CHIN_TAIL * lip_to_chin)
+    knots_in = (np.float32(mouth.nose_y), y_upper - UPPER * o, y_lower + (1 - UPPER) * o,
+                np.float32(mouth.chin_y) + JAW * o, bottom)
+    knots_out = (np.float32(mouth.nose_y), y_upper, y_lower, np.float32(mouth.chin_y), bottom)
+    out = y.copy()
+    shade = np.zeros_like(y)
+    moved = o != 0  # elsewhere the map is the identity exactly (no float round trip)
+    for k in range(4):
+        lo, hi = knots_in[k], knots_in[k + 1]
+        inside = moved & (y >= lo) & (y < hi)
+        t = (y - lo) / np.maximum(hi - lo, 1e-3)
+        out = np.where(inside, knots_out[k] + t * (knots_out[k + 1] - knots_out[k]), out)
+        if k == 1:  # between the lips: the mouth's inside
+            depth = np.clip(o / (SHADE_FULL * mouth.iod), 0, 1)
+            shade = np.where(inside & (o > 0), np.sin(np.pi * np.clip(t, 0, 1)) * depth, shade)
+    map_y[...] = out
+    return shade
+
+
+def darken(face: np.ndarray, shade: np.ndarray) -> None:
+    """Darken uint8 pixels in place by SHADE × ``shade`` (the mouth's inside)."""
+    factor = 1 - SHADE * shade[..., None]
+    face[...] = np.clip(np.rint(face.astype(np.float32) * factor), 0, 255).astype(np.uint8)
