@@ -1,0 +1,61 @@
+"""One progress bar over a whole generate job: the speech front-end, then the frames.
+
+Why one bar weighted by expected work: the front-end (decoding, features, F0, phoneme recognition)
+runs before the first frame and took a third of a long job's time without a word on screen; a bar over
+frames alone started late and its first ETA, from the slow first frames, was off by an order of
+magnitude. Here the job is ``FRONTEND_COST`` units per second of speech followed by ``FRAME_COST`` units
+per frame, in the ratio measured on one machine (``benchmarks/speed.py``: a 5 s clip, bundled weights,
+2 cores: front-end 1.2 s per second of speech, 0.3 s per finished frame). Absolute speed differs between
+machines but cancels out of the ETA, which tqdm takes as elapsed ÷ units done × units left.
+"""
+from __future__ import annotations
+
+from ..media import FPS
+
+FRONTEND_COST = 1.2   # units per second of speech
+FRAME_COST = 0.3      # units per frame
+SCALE = 100           # units per bar step, so that short jobs still move smoothly
+
+
+class JobProgress:
+    """A tqdm bar that the front-end (``speech(fraction)``) and the video writer
+    (``frames(done, total)``) move in turn. Created before the audio is decoded; ``start`` sets the
+    total once the speech's duration is known."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar = None
+        self.speech_units = 0.0
+
+    def start(self, seconds: float) -> None:
+        """The speech is decoded: ``seconds`` long."""
+        if not self.enabled or self.bar is not None:
+            return
+        from tqdm import tqdm
+
+        self.speech_units = FRONTEND_COST * seconds * SCALE
+        total = self.speech_units + FRAME_COST * seconds * FPS * SCALE
+        self.bar = tqdm(total=round(total), desc="speech: ", unit="", unit_scale=False,
+                        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
+
+    def speech(self, fraction: float) -> None:
+        """The front-end's progress, 0..1."""
+        self._move_to(self.speech_units * min(max(fraction, 0.0), 1.0))
+
+    def frames(self, done: int, total: int) -> None:
+        """``done`` of ``total`` frames are written."""
+        if self.bar is None:
+            return
+        if done == 1:
+            self.bar.set_description("frames")
+        frame_units = (self.bar.total - self.speech_units) * done / max(total, 1)
+        self._move_to(self.speech_units + frame_units)
+        self.bar.set_postfix_str(f"{done}/{total} frames", refresh=False)
+
+    def _move_to(self, units: float) -> None:
+        if self.bar is not None and round(units) > self.bar.n:
+            self.bar.update(round(units) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
