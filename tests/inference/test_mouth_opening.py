@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avct.inference.mouth_opening import JAW, UPPER, MouthShape, open_mouth
+from avct.inference.mouth_opening import JAW, UPPER, MouthShape, aperture_changes, open_mouth
 
 from support.shared_files import VIDEOS, require
 
@@ -100,9 +100,19 @@ def test_dlib_reads_the_opening_asked_for_on_a_real_photo():
     assert 0.10 <= change <= 0.20, change
 
 
+def test_predictions_are_read_from_their_rest_level_and_the_photo_keeps_its_mouth_at_rest():
+    predicted = np.array([0.05] * 10 + [0.20] * 10 + [0.12] * 10)   # rest 0.05 (the 5th percentile)
+    closed = aperture_changes(predicted, photo_aperture=0.01)           # a closed mouth in the photo
+    np.testing.assert_allclose(closed, predicted - 0.05)               # stays closed at rest, opens by the motion
+    opened = aperture_changes(predicted, photo_aperture=0.30)          # a wide-open mouth in the photo
+    np.testing.assert_allclose(opened, predicted - 0.30)               # closes to the predicted rest in pauses
+    assert aperture_changes(np.array([]), 0.1).shape == (0,)
+
+
 # ---- through the pipeline: the lip-aperture network's prediction opens the photo's mouth ------------------
 def constant_lip_model(aperture: float):
-    """A lip-aperture network that predicts ``aperture`` for every frame, whatever the speech."""
+    """A lip-aperture network that predicts ``aperture`` for every frame, whatever the speech (its
+    presence in the weights switches the mouth opening on)."""
     import torch
 
     from avct.config import LipApertureConfig
@@ -116,8 +126,9 @@ def constant_lip_model(aperture: float):
 
 
 def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
-    """Bundled renderer, head held still, a lip model that always says "photo's aperture + 0.15": dlib
-    reads the mouth of every frame 0.05-0.2 wider than without the lip model (its inner-lip points
+    """Bundled renderer, head held still, a lip model whose predictions rise from rest (the photo's own,
+    closed mouth) to rest + 0.15 on the last 10 of 15 frames: dlib reads those frames' mouths 0.05-0.2
+    wider than without the lip model (its inner-lip points
     find about half to all of a stretched gap at 256²; 0.058-0.096 measured here) (where only the AVCT's
     keypoints move the lips, by a few hundredths); with mouth_scale 0 (no speech-caused motion at all)
     every frame's mouth is the same."""
@@ -146,9 +157,12 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
         return [mouth_aperture(detect_faces(f)[0].landmarks) for f in pipeline.frames(reference, speech, options=options)]
 
     closed = apertures(Pipeline(models), still)
-    models.lip_aperture = constant_lip_model(own + 0.15)
-    opened = apertures(Pipeline(models), still)
-    unscaled = apertures(Pipeline(models), still.replace(mouth_scale=0.0))
+    models.lip_aperture = constant_lip_model(own)
+    pipeline = Pipeline(models)
+    pipeline.lip_apertures = lambda _: np.array([own] * 5 + [own + 0.15] * 10)
+    opened = apertures(pipeline, still)
+    unscaled = apertures(pipeline, still.replace(mouth_scale=0.0))
     assert np.ptp(unscaled) < 1e-9 and np.abs(np.array(closed) - unscaled[0]).max() < 0.03
     change = np.array(opened) - np.array(closed)
-    assert 0.05 <= change.min() and change.max() <= 0.2, change.round(3)
+    assert np.abs(change[:5]).max() < 0.03, change.round(3)
+    assert 0.05 <= change[5:].min() and change[5:].max() <= 0.2, change.round(3)

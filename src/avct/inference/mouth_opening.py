@@ -92,6 +92,25 @@ class MouthShape:
         return (self.centre_x - self.half_width, self.nose_y, self.centre_x + self.half_width, bottom)
 
 
+REST_PERCENTILE = 5   # the lowest apertures the network predicts for an utterance: its "lips at rest"
+
+
+def aperture_changes(predicted: np.ndarray, photo_aperture: float) -> np.ndarray:
+    """How much to change the photo's aperture in each frame, given the network's apertures for the
+    utterance (inter-ocular units).
+
+    The network's level differs between voices (on one held-out clip its mean was twice the real one,
+    mouth open in every pause), and the photo shows this person's own mouth. So the prediction is read
+    relative to its own rest level, the REST_PERCENTILE-th percentile over the utterance, and added to
+    the lower of that rest and the photo's aperture: a closed mouth in the photo stays closed at rest
+    and opens by the predicted motion; an open one closes to the predicted rest in pauses."""
+    predicted = np.asarray(predicted, np.float64)
+    if not len(predicted):
+        return predicted
+    rest = float(np.percentile(predicted, REST_PERCENTILE))
+    return min(photo_aperture, rest) + (predicted - rest) - photo_aperture
+
+
 def open_mouth(map_x: np.ndarray, map_y: np.ndarray, mouth: MouthShape, opening: float) -> np.ndarray | None:
     """Compose the mouth warp into a sampling map, in place: ``map_y`` (any shape, float32) becomes
     where the frame reads the photo once the mouth is opened by ``opening`` px (negative: closed).

@@ -370,9 +370,11 @@ class Pipeline:
 
     def mouth_openings(self, speech: Speech, mouth, options: GenerateOptions) -> np.ndarray:
         """(num_frames,) how far to open the photo's mouth in each frame, in the canvas' source pixels:
-        the predicted aperture minus the photo's own, times ``mouth_scale``
-        (:class:`~avct.inference.mouth_opening.MouthShape`)."""
-        change = (self.lip_apertures(speech) - mouth.aperture) * options.mouth_scale
+        the predicted aperture's change from the photo's own (:func:`~avct.inference.mouth_opening.aperture_changes`),
+        times ``mouth_scale``."""
+        from .mouth_opening import aperture_changes
+
+        change = aperture_changes(self.lip_apertures(speech), mouth.aperture) * options.mouth_scale
         return change * mouth.pixels_per_aperture()
 
     def reenact(self, reference: Reference, driving: Iterable[np.ndarray], *, apertures: np.ndarray | None = None,
