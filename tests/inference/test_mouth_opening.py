@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avct.inference.mouth_opening import JAW, UPPER, MouthShape, aperture_changes, open_mouth
+from avct.inference.mouth_opening import (JAW, UPPER, MouthShape, aperture_changes, open_mouth, pause_frames,
+                                         rest_in_pauses)
 
 from support.shared_files import VIDEOS, require
 
@@ -107,6 +108,25 @@ def test_predictions_are_read_from_their_rest_level_and_the_photo_keeps_its_mout
     opened = aperture_changes(predicted, photo_aperture=0.30)          # a wide-open mouth in the photo
     np.testing.assert_allclose(opened, predicted - 0.30)               # closes to the predicted rest in pauses
     assert aperture_changes(np.array([]), 0.1).shape == (0,)
+
+
+def test_pauses_are_runs_of_quiet_frames_and_the_lips_rest_in_them():
+    frames = 30
+    features = np.zeros((frames * 4, 41))
+    features[:, 13:39] = -2.0                       # speech
+    features[10 * 4:15 * 4, 13:39] = -2.0 - 6.0     # frames 10-14: 26 dB quieter, a pause
+    features[20 * 4:22 * 4, 13:39] = -2.0 - 6.0     # frames 20-21: a dip between syllables, too short
+    features[25 * 4:, 13:39] = -2.0 - 3.0           # frames 25-29: 13 dB quieter, still speech
+    pause = pause_frames(features, frames)
+    assert np.flatnonzero(pause).tolist() == list(range(10, 15))
+    predicted = np.linspace(0.0, 0.29, frames)      # the network opening the mouth through the pause
+    rested = rest_in_pauses(predicted, pause)
+    rest = np.percentile(predicted, 5)
+    np.testing.assert_allclose(rested[11:14], rest)                      # the pause's inside is at rest
+    assert rested[9] == pytest.approx((predicted[8] + predicted[9] + rest) / 3)   # eased into the pause
+    np.testing.assert_array_equal(rested[:9], predicted[:9])            # speech untouched
+    np.testing.assert_array_equal(rested[16:], predicted[16:])
+    np.testing.assert_array_equal(rest_in_pauses(predicted, np.zeros(frames, bool)), predicted)
 
 
 # ---- through the pipeline: the lip-aperture network's prediction opens the photo's mouth ------------------

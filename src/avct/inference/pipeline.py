@@ -370,11 +370,12 @@ class Pipeline:
 
     def mouth_openings(self, speech: Speech, mouth, options: GenerateOptions) -> np.ndarray:
         """(num_frames,) how far to open the photo's mouth in each frame, in the canvas' source pixels:
-        the predicted aperture's change from the photo's own (:func:`~avct.inference.mouth_opening.aperture_changes`),
-        times ``mouth_scale``."""
-        from .mouth_opening import aperture_changes
+        the predicted aperture, at rest in the speech's pauses, as a change from the photo's own
+        (:mod:`avct.inference.mouth_opening`: ``rest_in_pauses``, ``aperture_changes``), times ``mouth_scale``."""
+        from .mouth_opening import aperture_changes, pause_frames, rest_in_pauses
 
-        change = aperture_changes(self.lip_apertures(speech), mouth.aperture) * options.mouth_scale
+        predicted = rest_in_pauses(self.lip_apertures(speech), pause_frames(speech.features, speech.num_frames))
+        change = aperture_changes(predicted, mouth.aperture) * options.mouth_scale
         return change * mouth.pixels_per_aperture()
 
     def reenact(self, reference: Reference, driving: Iterable[np.ndarray], *, apertures: np.ndarray | None = None,
