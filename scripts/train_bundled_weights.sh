@@ -7,7 +7,8 @@
 #
 # Data: ../shared/data/video (override with VIDEOS=...). The single speaker (Obama, two sessions) trains
 # D_sync, the head-motion predictor and the AVCT; every other permissively usable clip, plus those two,
-# trains the keypoint detector + renderer. Four clips are held out of everything for evaluation.
+# trains the keypoint detector + renderer; those and five more (25 clips, 24 voices) train the lip-aperture
+# network. Four clips are held out of everything for evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/bundled}
@@ -34,6 +35,24 @@ RENDERER_CLIPS=(obama_weekly_address_lia_47s.mov obama_styletalk_clip2_30s.mp4 k
     liveportrait_d20_man_outdoor_7s.mp4 liveportrait_d6_woman_grimaces_34s.mp4
     latentsync_demo1_woman_portrait_10s.mp4)
 
+# The lip-aperture network: every clip of RENDERER_CLIPS plus five more, each re-synced where its audio runs
+# late (delay in s: the lag that maximised the correlation of a cross-fitted lip model's prediction with
+# the clip's real lip aperture, kept where it raised it by more than 0.05; model card, "Lip motion").
+LIP_CLIPS=("obama_weekly_address_lia_47s.mov:0.24" "obama_styletalk_clip2_30s.mp4:0.10"
+    "kristinoem_styletalk_18s.mp4:0.08" "man_grayhair_address_edtalk_pose_source2_60s.mp4:0.08"
+    "woman_shorthair_address_edtalk_mouth_source_10s.mp4:0" "hdtf_katiehill_sadtalker_8s.mp4:0"
+    "hdtf_rdradio2_sadtalker_8s.mp4:0" "hdtf_rdradio34_sadtalker_8s.mp4:0" "hdtf_edmarkey_sadtalker_8s.mp4:0"
+    "retalking_face2_man_mapbg_5s.mp4:0" "retalking_face4_woman_bluebg_7s.mp4:0" "vox2_man_news_00015_pcavs.mp4:0"
+    "vox2_man_tealbg_681100216_pcavs.mp4:0" "vox2_man_beard_pinkbg_00098_pcavs.mp4:0"
+    "vox2_man_bald_whitebg_00473_pcavs.mp4:0.16" "vox2_woman_brunette_517600055_pcavs.mp4:0.08"
+    "vox2_man_hoodie_620900105_pcavs.mp4:0" "vox2_man_tvstudio_796100172_pcavs.mp4:0.06"
+    "theresamay_aniportrait_5s.mp4:0.06" "liveportrait_d20_man_outdoor_7s.mp4:0.28"
+    "andrew_styletalk_clip1_25s.mp4:0" "andrew_styletalk_clip2_27s.mp4:0" "reagan_styletalk_clip1_26s.mp4:0"
+    "cnn_anchor_dfrf_71s.mp4:0" "macron_french_dfrf_50s.mp4:0")
+
+for item in "${LIP_CLIPS[@]}"; do
+    "$AVCT" preprocess "$VIDEOS/${item%%:*}" --out "$WORK/data/lips" --audio-delay "${item##*:}" -q
+done
 for item in "${SPEAKER_CLIPS[@]}"; do
     "$AVCT" preprocess "$VIDEOS/${item%%:*}" --out "$WORK/data/speaker" --speaker obama --audio-delay "${item##*:}" -q
 done
@@ -41,10 +60,12 @@ done
 "$AVCT" preprocess "${RENDERER_CLIPS[@]/#/$VIDEOS/}" --out "$WORK/data/all" --no-phonemes -q
 
 if [ "$SIZE" = official ]; then
-    declare -A CONFIG=([renderer]=official [syncnet]=official [headmotion]=official [avct]=official)
+    declare -A CONFIG=([renderer]=official [syncnet]=official [headmotion]=official [avct]=official
+                       [lips]=configs/bundled/lips.yaml)
 else
     declare -A CONFIG=([renderer]=configs/bundled/renderer.yaml [syncnet]=configs/bundled/syncnet.yaml
-                       [headmotion]=configs/bundled/headmotion.yaml [avct]=configs/bundled/avct.yaml)
+                       [headmotion]=configs/bundled/headmotion.yaml [avct]=configs/bundled/avct.yaml
+                       [lips]=configs/bundled/lips.yaml)
 fi
 R="$WORK/runs"
 # Each command resumes where it stopped when re-run (--resume once the run folder exists).
@@ -60,9 +81,10 @@ train syncnet --data "$WORK/data/speaker"
 train headmotion --data "$WORK/data/speaker"
 train renderer --data "$WORK/data/all"
 train avct --data "$WORK/data/speaker" --renderer "$R/renderer" --syncnet "$R/syncnet"
+train lips --data "$WORK/data/lips"
 
 # One weights folder (fp16 storage: half the size) with D_sync beside it for `avct evaluate --syncnet`.
-"$AVCT" convert "$R/renderer" "$R/avct" "$R/headmotion" --syncnet "$R/syncnet" --half -o "$WORK/weights"
+"$AVCT" convert "$R/renderer" "$R/avct" "$R/headmotion" "$R/lips" --syncnet "$R/syncnet" --half -o "$WORK/weights"
 "$PY" scripts/evaluate_heldout.py --data "$WORK/data/heldout" --checkpoint "$WORK/weights" \
     --syncnet "$WORK/weights" --out "$WORK/heldout_eval"
 echo "weights: $WORK/weights (copy into src/avct/assets/default_weights to bundle them)"

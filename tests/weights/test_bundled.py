@@ -52,26 +52,47 @@ def test_readme_command_gives_a_playable_mp4(demo_video):
     assert abs(info.frame_count - expected) <= 2 and (info.width, info.height) == (512, 512)  # the whole photo
 
 
-def test_demo_moves_head_and_lips(demo_video):
-    """Head: the frames drift away from the first one and the nose (dlib points 27-35) travels by pixels.
-    Lips: the inner-lip opening (dlib landmarks on the generated frames) varies by pixels over the clip."""
+def test_demo_moves_the_head(demo_video):
+    """The frames drift away from the first one and the nose (dlib points 27-35) travels by pixels."""
     from avct.face.landmarks import detect_faces
     from avct.video.reader import read_video
 
     frames = list(read_video(demo_video))
     drift = [np.abs(f.astype(np.float32) - frames[0]).mean() for f in frames[1:]]
     assert np.median(drift) > 1.0, f"median drift {np.median(drift):.2f} grey levels"
-    openings, noses = [], []
+    noses = []
     for frame in frames:
         faces = detect_faces(frame)
         assert faces, "the face is lost in a generated frame"
-        pts = max(faces, key=lambda f: f.area).landmarks
-        openings.append(np.linalg.norm(pts[66] - pts[62]))          # inner lips, bottom - top
-        noses.append(pts[27:36].mean(axis=0))
+        noses.append(max(faces, key=lambda f: f.area).landmarks[27:36].mean(axis=0))
     travel = np.ptp(np.asarray(noses), axis=0)
     assert travel.max() > 4.0, f"the nose moves only {travel.round(1)} px: the head holds still"
-    openings = np.asarray(openings)
-    assert openings.max() - openings.min() > 2.0 and openings.std() > 0.5, openings.round(1)
+
+
+def test_lips_follow_the_speech_of_a_clip_no_network_saw(tmp_path):
+    """A held-out clip (a person and recording in none of the training sets): its first frame and its own
+    audio through `avct generate`, the mouth measured against the real one with the lip metric
+    (avct.eval.lips: dlib inner-lip aperture per frame, so head motion cannot pass for lip motion).
+    Measured: r 0.6, amplitude 0.8 (model card); before the lip-aperture network, r -0.03 and 0.08."""
+    import cv2
+
+    from avct.audio.decode import load_audio
+    from avct.eval.lips import compare_measures, measure_video
+    from avct.video.reader import read_video
+
+    from support.shared_files import VIDEOS, require
+
+    clip = require(VIDEOS / "feifeili_styletalk_clip1_10s.mp4")
+    photo = tmp_path / "first_frame.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(next(iter(read_video(clip))), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out.mp4"
+    assert main(["generate", "--image", str(photo), "--audio", str(clip), "-o", str(out), "-q"]) == 0
+    audio = load_audio(clip)
+    result = compare_measures(measure_video(out), measure_video(clip), (audio.samples, audio.sample_rate))
+    lips = result.lips
+    assert lips.pairs > 200 and lips.r >= 0.4, lips
+    assert 0.5 <= lips.amplitude <= 1.5, lips
+    assert lips.silence_gap is None or lips.silence_gap <= 0.03, lips
 
 
 def test_missing_bundled_weights_is_one_clear_line(monkeypatch, tmp_path, capsys):
