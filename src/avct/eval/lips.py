@@ -39,6 +39,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from ..audio.pauses import long_runs
 from .cpbd import to_gray
 from .lmd import LEFT_EYE, RIGHT_EYE, pair_indices
 
@@ -105,16 +106,7 @@ def silent_frames(samples: np.ndarray, sample_rate: int, n_frames: int, fps: flo
         return np.zeros(n_frames, dtype=bool)
     level = np.percentile(rms[known], SPEECH_PERCENTILE)
     quiet = known & (rms < level * 10.0 ** (QUIET_DB / 20.0))
-    silent = np.zeros(n_frames, dtype=bool)
-    start = None
-    for i, q in enumerate(np.append(quiet, False)):  # runs of quiet frames
-        if q and start is None:
-            start = i
-        elif not q and start is not None:
-            if i - start >= MIN_SILENT_FRAMES:
-                silent[start:i] = True
-            start = None
-    return silent
+    return long_runs(quiet, MIN_SILENT_FRAMES)
 
 
 # ---- statistics -----------------------------------------------------------------------------------

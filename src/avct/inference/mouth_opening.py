@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio.pauses import long_runs
+
 UPPER = 0.3          # share of the opening taken by the upper lip (the jaw carries the rest)
 JAW = 0.6            # share of the lower lip's drop that the chin follows
 CHIN_TAIL = 0.6      # below the chin, the warp fades out over this fraction of the lip-to-chin distance
@@ -126,16 +128,7 @@ def pause_frames(features: np.ndarray, num_frames: int) -> np.ndarray:
     if not len(power):
         return np.zeros(0, dtype=bool)
     quiet = power < np.percentile(power, 90) - PAUSE_DB / 10 * np.log(10)
-    pause = np.zeros(num_frames, dtype=bool)
-    start = None
-    for i, q in enumerate(np.append(quiet, False)):
-        if q and start is None:
-            start = i
-        elif not q and start is not None:
-            if i - start >= PAUSE_FRAMES:
-                pause[start:i] = True
-            start = None
-    return pause
+    return long_runs(quiet, PAUSE_FRAMES)
 
 
 def rest_in_pauses(predicted: np.ndarray, pause: np.ndarray) -> np.ndarray:
