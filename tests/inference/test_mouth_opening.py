@@ -186,3 +186,18 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     change = np.array(opened) - np.array(closed)
     assert np.abs(change[:5]).max() < 0.03, change.round(3)
     assert 0.05 <= change[5:].min() and change[5:].max() <= 0.2, change.round(3)
+
+
+def test_the_mouth_is_found_with_and_without_the_crop():
+    """The mouth opening needs the photo's landmarks: with the crop they come from the face chosen for
+    it; with --no-crop from the 256² picture the head pose is read from, scaled back to the photo."""
+    from pathlib import Path
+
+    from avct.face.image import read_image
+    from avct.inference.pipeline import load_reference
+
+    photo = read_image(Path(__file__).resolve().parents[2] / "examples" / "astronaut.png")
+    cropped, whole = load_reference(photo), load_reference(photo, crop=False)
+    assert cropped.landmarks.shape == whole.landmarks.shape == (68, 2)
+    assert np.abs(cropped.landmarks[48:68] - whole.landmarks[48:68]).max() < 3.0  # photo pixels
+    assert load_reference(photo, crop=False, pose=whole.pose).landmarks is None  # no detection at all

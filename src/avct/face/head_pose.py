@@ -198,14 +198,18 @@ def format_pose(pose: np.ndarray) -> str:
     return ",".join(f"{v:.6g}" for v in np.asarray(pose, dtype=np.float64).reshape(6))
 
 
-def reference_pose(rgb_256: np.ndarray, *, source_name: str = "the reference image") -> np.ndarray:
-    """Pose (6,) of the largest face of an already-cropped (256, 256, 3) uint8 image (the image the
-    official code hands to OpenFace). AvctError if no face is found."""
+def reference_face(rgb_256: np.ndarray, *, source_name: str = "the reference image"):
+    """The largest face (:class:`avct.face.landmarks.Face`) of an already-cropped (256, 256, 3) uint8
+    image (the image the official code hands to OpenFace). AvctError if no face is found."""
     from .landmarks import largest_face
 
     if rgb_256.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"reference_pose needs a {IMAGE_SIZE}x{IMAGE_SIZE} image, got {rgb_256.shape}")
-    face = largest_face(rgb_256, source_name=source_name,
+    return largest_face(rgb_256, source_name=source_name,
                         no_face_hint="the head pose needs a visible face; pass --pose Rx,Ry,Rz,Tx,Ty,Tz "
                                      f"(a frontal head: {format_pose(FRONTAL_POSE)})")
-    return estimate_head_pose(face.landmarks)
+
+
+def reference_pose(rgb_256: np.ndarray, *, source_name: str = "the reference image") -> np.ndarray:
+    """Pose (6,) of the largest face of an already-cropped (256, 256, 3) uint8 image."""
+    return estimate_head_pose(reference_face(rgb_256, source_name=source_name).landmarks)

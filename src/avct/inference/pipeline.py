@@ -111,10 +111,14 @@ def load_reference(image: str | os.PathLike | np.ndarray, *, crop: bool = True,
     else:
         rgb_256 = resize_256(rgb)
     if pose is None and not faceless:
-        from ..face.head_pose import estimate_head_pose, reference_pose
+        from ..face.head_pose import estimate_head_pose, reference_face
 
         try:
-            pose = estimate_head_pose(landmarks) if landmarks is not None else reference_pose(rgb_256, source_name=name)
+            if landmarks is None:  # --no-crop: the face of the whole picture at 256², back in photo pixels
+                landmarks = reference_face(rgb_256, source_name=name).landmarks
+                scale = np.array([rgb.shape[1], rgb.shape[0]]) / np.array(rgb_256.shape[1::-1])
+                photo_landmarks = (landmarks + 0.5) * scale - 0.5
+            pose = estimate_head_pose(landmarks)
         except NoFaceError:
             faceless = True
     if faceless:
