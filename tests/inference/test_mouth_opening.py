@@ -146,12 +146,12 @@ def constant_lip_model(aperture: float):
 
 
 def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
-    """Bundled renderer, head held still, a lip model whose predictions rise from rest (the photo's own,
-    closed mouth) to rest + 0.15 on the last 10 of 15 frames: dlib reads those frames' mouths 0.05-0.2
-    wider than without the lip model (its inner-lip points
-    find about half to all of a stretched gap at 256²; 0.058-0.096 measured here) (where only the AVCT's
-    keypoints move the lips, by a few hundredths); with mouth_scale 0 (no speech-caused motion at all)
-    every frame's mouth is the same."""
+    """Bundled renderer, head held still, a lip model whose predictions are the photo's own closed mouth
+    in the speech's pauses (its first 6 frames here) and that + 0.15 elsewhere: dlib reads the speaking
+    frames' mouths 0.05-0.2 wider than without the lip model (its inner-lip points find about half to
+    all of a stretched gap at 256²), the paused ones as before (within 0.03: only the AVCT's keypoints
+    move the lips there); with mouth_scale 0 (no speech-caused motion at all) every frame's mouth is
+    the same."""
     from pathlib import Path
 
     from avct.face.image import read_image
@@ -171,6 +171,8 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     reference = load_reference(photo)
     own = MouthShape.from_landmarks(reference.landmarks).aperture
     speech = load_speech(first_seconds(root / "examples" / "speech_librivox_austen_7s.wav", tmp_path / "s.wav", 0.6))
+    pause = pause_frames(speech.features, speech.num_frames)
+    assert pause[:6].all() and not pause[6:].any()  # the recording starts with a breath's silence
     still = GenerateOptions(still=True, crop_only=True)
 
     def apertures(pipeline, options):
@@ -179,13 +181,13 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     closed = apertures(Pipeline(models), still)
     models.lip_aperture = constant_lip_model(own)
     pipeline = Pipeline(models)
-    pipeline.lip_apertures = lambda _: np.array([own] * 5 + [own + 0.15] * 10)
+    pipeline.lip_apertures = lambda _: np.where(pause, own, own + 0.15)
     opened = apertures(pipeline, still)
     unscaled = apertures(pipeline, still.replace(mouth_scale=0.0))
     assert np.ptp(unscaled) < 1e-9 and np.abs(np.array(closed) - unscaled[0]).max() < 0.03
     change = np.array(opened) - np.array(closed)
-    assert np.abs(change[:5]).max() < 0.03, change.round(3)
-    assert 0.05 <= change[5:].min() and change[5:].max() <= 0.2, change.round(3)
+    assert np.abs(change[:5]).max() < 0.03, change.round(3)           # frame 5 eases into the speech
+    assert 0.05 <= change[7:].min() and change[7:].max() <= 0.2, change.round(3)
 
 
 def test_the_mouth_is_found_with_and_without_the_crop():
