@@ -99,6 +99,11 @@ PAUSE_DB = 20.0       # a frame this far below the speech level (90th percentile
 PAUSE_FRAMES = 3      # ... and quiet frames in a row this long make a pause, where the lips rest
 
 
+def rest_level(predicted: np.ndarray) -> float:
+    """The network's "lips at rest" for an utterance: the REST_PERCENTILE-th percentile of its apertures."""
+    return float(np.percentile(predicted, REST_PERCENTILE))
+
+
 def aperture_changes(predicted: np.ndarray, photo_aperture: float) -> np.ndarray:
     """How much to change the photo's aperture in each frame, given the network's apertures for the
     utterance (inter-ocular units).
@@ -111,7 +116,7 @@ def aperture_changes(predicted: np.ndarray, photo_aperture: float) -> np.ndarray
     predicted = np.asarray(predicted, np.float64)
     if not len(predicted):
         return predicted
-    rest = float(np.percentile(predicted, REST_PERCENTILE))
+    rest = rest_level(predicted)
     return min(photo_aperture, rest) + (predicted - rest) - photo_aperture
 
 
@@ -137,8 +142,7 @@ def rest_in_pauses(predicted: np.ndarray, pause: np.ndarray) -> np.ndarray:
     predicted = np.asarray(predicted, np.float64)
     if not pause.any():
         return predicted
-    rest = float(np.percentile(predicted, REST_PERCENTILE))
-    gated = np.where(pause, rest, predicted)
+    gated = np.where(pause, rest_level(predicted), predicted)
     eased = np.convolve(np.pad(gated, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     edges = pause != np.roll(pause, 1)
     edges |= np.roll(edges, -1)
