@@ -92,13 +92,16 @@ class LipApertureConfig:
     Input: the 26 log-fbank channels and the voiced flag of the feature rows (100 Hz), and each
     frame's phoneme as a ``phoneme_dim``-d embedding (0: no phonemes). ``width`` channels;
     ``dilations``: the 25 fps residual blocks' dilations (context ±(1 + sum) frames); ``dropout``: on
-    the hidden channels while training."""
+    the hidden channels while training; ``members``: independently initialised copies of the network
+    run side by side (grouped convolutions), each trained on its own loss, the prediction their mean
+    (an ensemble: less of any one copy's fit to the training voices)."""
 
     width: int = 48
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     dropout: float = 0.2
     phoneme_dim: int = 16
     num_phonemes: int = 41
+    members: int = 1
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,54 @@ def test_louder_speech_or_another_microphone_gives_the_same_apertures():
     other_f0 = rows.clone()
     other_f0[:, 39] *= 2                                      # F0 in Hz is not an input either
     assert torch.equal(net.predict(other_f0, phonemes), base)
+
+
+def _member_weights(ensemble: LipApertureNet, k: int, single: LipApertureNet) -> None:
+    """Copy member k of ``ensemble`` into the one-member ``single`` (its slice of every grouped layer)."""
+    w = single.cfg.width
+    pd = single.cfg.phoneme_dim
+    own = {"conv_in": w, "conv_rows": w, "to_frames": w, "from_phonemes": w, "head": 1,
+           **{f"blocks.{i}": w for i in range(len(single.blocks))}}
+    state = {}
+    for name, value in ensemble.state_dict().items():
+        layer = name.rsplit(".", 1)[0]
+        if name == "input_scale":
+            state[name] = value
+        elif layer == "phoneme_embedding":
+            state[name] = value[:, k * pd:(k + 1) * pd]
+        else:
+            n = own[layer]
+            state[name] = value[k * n:(k + 1) * n]
+    single.load_state_dict(state)
+
+
+def test_members_are_independent_networks_whose_mean_is_the_output():
+    torch.manual_seed(0)
+    ensemble = LipApertureNet(LipApertureConfig(members=3)).eval()
+    rows, phonemes = random_speech(24, seed=1)
+    singles = []
+    for k in range(3):
+        single = LipApertureNet(LipApertureConfig()).eval()
+        _member_weights(ensemble, k, single)
+        singles.append(single(rows[None], phonemes[None])[0])
+    members = ensemble.member_apertures(rows[None], phonemes[None])[0]
+    for k in range(3):
+        assert torch.allclose(members[k], singles[k], atol=1e-5)
+    assert torch.allclose(ensemble(rows[None], phonemes[None])[0], torch.stack(singles).mean(0), atol=1e-5)
+
+
+def test_ensemble_prediction_keeps_the_members_spread():
+    torch.manual_seed(0)
+    ensemble = LipApertureNet(LipApertureConfig(members=3)).eval()
+    rows, phonemes = random_speech(60, seed=2)
+    with torch.no_grad():
+        ensemble.head.bias.fill_(1.0)              # apertures well above 0: nothing clamped
+    members = ensemble.member_apertures(rows[None], phonemes[None])[0]
+    out = ensemble.predict(rows, phonemes)
+    mean = members.mean(0)
+    assert torch.allclose(out.std(), members.std(dim=1).mean(), rtol=1e-4)       # a member's typical spread
+    assert torch.allclose(out.mean(), mean.mean(), atol=1e-5)                     # same average
+    assert torch.corrcoef(torch.stack([out, mean]))[0, 1] > 0.9999                # same timing
+    single = LipApertureNet(LipApertureConfig()).eval()
+    _member_weights(ensemble, 0, single)
+    assert torch.allclose(single.predict(rows, phonemes), single(rows[None], phonemes[None])[0].clamp_min(0))

@@ -102,6 +102,20 @@ def test_overfits_a_fixed_batch(talking_dataset):
     assert drop_factor(losses) > 3.0, losses
 
 
+def test_every_member_learns_on_its_own_loss(talking_dataset):
+    stage = make_stage(talking_dataset, lr=3e-3, model_overrides={"lip_aperture": {"members": 2, "width": 8}})
+    batch = fixed_batch(stage, [0, len(stage.dataset()) - 1])
+    model = stage.model
+    before = model.member_apertures(batch["rows"], batch["phonemes"], batch["mean"]).detach()
+    losses = Runner(stage).steps(batch, 60)
+    after = model.member_apertures(batch["rows"], batch["phonemes"], batch["mean"]).detach()
+    assert drop_factor(losses) > 3.0, losses
+    target, mask = batch["aperture"], batch["mask"]
+    for k in range(2):  # each member alone now fits (not only their mean)
+        error = lambda curves: float((((curves[:, k] - target) ** 2) * mask).sum() / mask.sum())
+        assert error(after) < error(before) / 3
+
+
 def test_engine_run_exports_weights_generation_loads(talking_dataset, tmp_path):
     result = train("lips", {"preset": "small", "seq_len": SEQ, "steps": 3, "batch_size": 2,
                             "model_overrides": {"lip_aperture": {"width": 8}}},

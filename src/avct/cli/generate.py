@@ -22,8 +22,8 @@ def _generate_description() -> str:
             "the whole photo with the face animated at the photo's own resolution (long side capped by "
             "--max-size): the photo itself is warped and the face pasted back (--crop-only: the animated face crop alone; --render "
             "classic: the paper's 256x256 renderer output). Without "
-            "--checkpoint, the small demonstration weights bundled with avct are used (lips follow the "
-            "speech only faintly).")
+            "--checkpoint, the small weights bundled with avct are used: their mouth opens and closes with "
+            "the speech through a lip-aperture network, weaker than a real speaker's (model card).")
     card = f"What the bundled weights are and how they were trained (model card):\n  {MODEL_CARD}"
     return f"{textwrap.fill(text, 79)}\n\n{card}"
 

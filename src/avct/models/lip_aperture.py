@@ -21,6 +21,11 @@ the same ridge regression)::
         ─► + linear(phoneme embedding)                                         (B, W, T/4)
         ─► residual dilated conv3 blocks (context ±(1+1+2+4+8) frames ≈ ±0.6 s) (B, W, T/4)
         ─► conv1                                                               (B, T/4)  aperture
+
+With ``members`` = M > 1 the network is M such networks side by side: every convolution after the first
+is grouped (M groups of W channels), so the copies share only their input, and the aperture is the
+mean of their M outputs. Trained each on its own loss (:mod:`avct.train.stages.lips`), they are an
+ensemble in one module; M = 1 is the plain network above, with the same parameter names.
 """
 from __future__ import annotations
 
@@ -45,15 +50,17 @@ class LipApertureNet(nn.Module):
     def __init__(self, cfg: LipApertureConfig):
         super().__init__()
         self.cfg = cfg
-        w = cfg.width
+        m = cfg.members
+        w = cfg.width * m          # all members' channels, member k's in [k·width, (k+1)·width)
         self.register_buffer("input_scale", torch.ones(SPECTRAL_CHANNELS))
-        self.conv_in = nn.Conv1d(SPECTRAL_CHANNELS + 1, w, 5, padding=2)
-        self.conv_rows = nn.Conv1d(w, w, 5, padding=2)
-        self.to_frames = nn.Conv1d(w, w, ROWS_PER_FRAME, stride=ROWS_PER_FRAME)
-        self.phoneme_embedding = nn.Embedding(cfg.num_phonemes, cfg.phoneme_dim) if cfg.phoneme_dim else None
-        self.from_phonemes = nn.Conv1d(cfg.phoneme_dim, w, 1) if cfg.phoneme_dim else None
-        self.blocks = nn.ModuleList(nn.Conv1d(w, w, 3, padding=d, dilation=d) for d in cfg.dilations)
-        self.head = nn.Conv1d(w, 1, 1)
+        self.conv_in = nn.Conv1d(SPECTRAL_CHANNELS + 1, w, 5, padding=2)   # shared input: M convs in one
+        self.conv_rows = nn.Conv1d(w, w, 5, padding=2, groups=m)
+        self.to_frames = nn.Conv1d(w, w, ROWS_PER_FRAME, stride=ROWS_PER_FRAME, groups=m)
+        dim = cfg.phoneme_dim * m
+        self.phoneme_embedding = nn.Embedding(cfg.num_phonemes, dim) if cfg.phoneme_dim else None
+        self.from_phonemes = nn.Conv1d(dim, w, 1, groups=m) if cfg.phoneme_dim else None
+        self.blocks = nn.ModuleList(nn.Conv1d(w, w, 3, padding=d, dilation=d, groups=m) for d in cfg.dilations)
+        self.head = nn.Conv1d(w, m, 1, groups=m)
 
     def normalize(self, rows: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, 41) raw rows -> (B, 27, T) network input; ``mean`` (B, 26): the whole utterance's
@@ -64,7 +71,13 @@ class LipApertureNet(nn.Module):
         return torch.cat([spectral, voiced], dim=-1).transpose(1, 2)
 
     def forward(self, rows: torch.Tensor, phonemes: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 4·N, 41) feature rows, (B, N) phoneme ids -> (B, N) aperture of each frame (inter-ocular units)."""
+        """(B, 4·N, 41) feature rows, (B, N) phoneme ids -> (B, N) aperture of each frame (inter-ocular
+        units): the members' mean."""
+        return self.member_apertures(rows, phonemes, mean).mean(dim=1)
+
+    def member_apertures(self, rows: torch.Tensor, phonemes: torch.Tensor,
+                         mean: torch.Tensor | None = None) -> torch.Tensor:
+        """Same inputs -> (B, M, N) every member's apertures (what training fits, one loss each)."""
         drop = self.cfg.dropout if self.training else 0.0
         x = self.normalize(rows, mean)
         x = F.gelu(self.conv_rows(F.gelu(self.conv_in(x))))
@@ -74,10 +87,21 @@ class LipApertureNet(nn.Module):
         x = F.dropout(F.gelu(x), drop, self.training)
         for block in self.blocks:
             x = x + F.dropout(F.gelu(block(x)), drop, self.training)
-        return self.head(x)[:, 0]
+        return self.head(x)                                                     # (B, M, N)
 
     @torch.inference_mode()
     def predict(self, rows: torch.Tensor, phonemes: torch.Tensor) -> torch.Tensor:
-        """(4·N, 41) rows and (N,) phoneme ids of a whole utterance -> (N,) apertures, never below 0."""
+        """(4·N, 41) rows and (N,) phoneme ids of a whole utterance -> (N,) apertures, never below 0.
+
+        Where the members disagree their mean moves less than any of them (averaging cancels what they
+        do not share): the mean's swings about its own average are scaled back up to the members'
+        typical spread over the utterance, so the ensemble keeps the mean's timing with a single
+        network's amplitude (with one member this changes nothing)."""
         n = min(rows.shape[0] // ROWS_PER_FRAME, phonemes.shape[0])
-        return self(rows[None, :n * ROWS_PER_FRAME].float(), phonemes[None, :n].long())[0].clamp_min(0.0)
+        members = self.member_apertures(rows[None, :n * ROWS_PER_FRAME].float(), phonemes[None, :n].long())[0]  # (M, N)
+        mean = members.mean(dim=0)
+        if len(members) > 1 and n > 1:
+            spread = mean.std()
+            if spread > 0:
+                mean = mean.mean() + (mean - mean.mean()) * (members.std(dim=1).mean() / spread)
+        return mean.clamp_min(0.0)

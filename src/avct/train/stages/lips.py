@@ -155,9 +155,11 @@ class LipsStage(Stage):
                    optimizers: dict[str, torch.optim.Optimizer], amp: AmpContext) -> StepOutput:
         optimizer = optimizers["lip_aperture"]
         optimizer.zero_grad(set_to_none=True)
-        with amp.autocast():
-            predicted = modules["lip_aperture"](batch["rows"], batch["phonemes"], batch["mean"])  # (B, seq_len)
-        parts = masked_curve_losses(predicted.float(), batch["aperture"], batch["mask"])
+        with amp.autocast():  # every member on its own loss: (B, M, seq_len) -> (B·M, seq_len)
+            predicted = modules["lip_aperture"].member_apertures(batch["rows"], batch["phonemes"], batch["mean"])
+        members = predicted.shape[1]
+        parts = masked_curve_losses(predicted.float().flatten(0, 1), batch["aperture"].repeat_interleave(members, 0),
+                                    batch["mask"].repeat_interleave(members, 0))
         w = self.config.loss_weights
         total = w.mse * parts["mse"] + w.correlation * parts["correlation"] + w.amplitude * parts["amplitude"]
         amp.backward(total)
