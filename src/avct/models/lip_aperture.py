@@ -100,8 +100,7 @@ class LipApertureNet(nn.Module):
         n = min(rows.shape[0] // ROWS_PER_FRAME, phonemes.shape[0])
         members = self.member_apertures(rows[None, :n * ROWS_PER_FRAME].float(), phonemes[None, :n].long())[0]  # (M, N)
         mean = members.mean(dim=0)
-        if len(members) > 1 and n > 1:
-            spread = mean.std()
-            if spread > 0:
-                mean = mean.mean() + (mean - mean.mean()) * (members.std(dim=1).mean() / spread)
+        if len(members) > 1 and n > 1 and (spread := mean.std()) > 0:
+            centre = mean.mean()
+            mean = centre + (mean - centre) * (members.std(dim=1).mean() / spread)
         return mean.clamp_min(0.0)
