@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AvctError
-from ..inference.backends import BACKENDS
-from ..inference.devices import PRECISION_CHOICES
-from ..inference.options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION
+from ..inference.options import (BACKENDS, DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION,
+                                 PRECISION_CHOICES)
 
 if TYPE_CHECKING:
     from ..inference.pipeline import Pipeline

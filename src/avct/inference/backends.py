@@ -31,8 +31,8 @@ from ..errors import AvctError
 from ..models.blocks import plain_layers
 from ..models.keypoints import Keypoints
 from ..models.renderer import OcclusionAwareGenerator, SourceEncoding
+from .options import BACKENDS
 
-BACKENDS = ("torch", "openvino", "openvino-int8")
 OUTPUTS = ("prediction", "deformation", "occlusion_map")
 CALIBRATION_BATCHES = 6
 CALIBRATION_BATCH_SIZE = 8

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import AvctError, notice
+from .options import PRECISION_CHOICES
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISION_CHOICES = ("auto", *PRECISIONS)
+assert PRECISION_CHOICES == ("auto", *PRECISIONS)
 
 
 def native_bf16(device: torch.device) -> bool:
