@@ -88,16 +88,25 @@ def generate_options(args: argparse.Namespace) -> "GenerateOptions":
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..inference.pipeline import generate_video
+    from ..audio.frontend_process import FrontendProcess
     from ..video.writer import check_output_name
 
     for what, path in (("image", args.image), ("audio", args.audio), ("phoneme file", args.phonemes),
                        ("pose video", args.pose_from)):
         require_file(what, path)
     check_output_name(args.output)
-    # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech.
-    out = generate_video(args.image, args.audio, args.output, generate_options(args), lambda: load_pipeline(args),
-                         frames_dir=args.frames, progress=not args.quiet)
+    options = generate_options(args)
+    # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech;
+    # then the speech front-end starts in a process of its own, working while torch, the photo and the
+    # weights load here (it needs none of them).
+    frontend = FrontendProcess(args.audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
+    try:
+        from ..inference.pipeline import generate_video
+
+        out = generate_video(args.image, args.audio, args.output, options, lambda: load_pipeline(args),
+                             frames_dir=args.frames, progress=not args.quiet, frontend=frontend)
+    finally:
+        frontend.close()
     print(out)
     return 0
 

@@ -16,7 +16,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from .backends import renderer_for
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas
+
+if TYPE_CHECKING:
+    from ..audio.frontend_process import FrontendProcess
 
 
 
@@ -148,22 +151,28 @@ def _faceless_pose(name: str, pose: np.ndarray | None) -> np.ndarray:
 def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None = None,
                 transcript: str | None = None, f0: str = GenerateOptions.f0,
                 on_progress: Callable[[float], None] | None = None,
-                on_decoded: Callable[[float], None] | None = None) -> Speech:
+                on_decoded: Callable[[float], None] | None = None,
+                running: "FrontendProcess | None" = None) -> Speech:
     """Decode any audio to 16 kHz, compute the 41-d features and the per-frame phonemes
     (from the official JSON if given, else recognised offline, beside the features).
 
     ``f0``: "fast" or "official" F0 (:mod:`avct.audio.features`). ``on_progress(fraction)``: the share
     of the front-end done, increasing, ending at 1.0 (may be called from a worker thread).
-    ``on_decoded(seconds)``: called once the audio is decoded, with its duration."""
-    from ..audio.decode import load_audio
-    from ..audio.frontend import features_and_phonemes
+    ``on_decoded(seconds)``: called once the audio is decoded, with its duration. ``running``: the
+    same front-end already started in a process of its own (:mod:`avct.audio.frontend_process`), whose
+    result is taken instead (the other arguments but ``audio`` then describe it and are not used)."""
+    if running is not None:
+        features, words = running.result(on_progress=on_progress, on_decoded=on_decoded)
+    else:
+        from ..audio.decode import load_audio
+        from ..audio.frontend import features_and_phonemes
 
-    words = read_phoneme_json(phonemes) if phonemes is not None else None
-    decoded = load_audio(audio)
-    if on_decoded is not None:
-        on_decoded(len(decoded.samples) / decoded.sample_rate)
-    features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
-                                            on_progress=on_progress)
+        words = read_phoneme_json(phonemes) if phonemes is not None else None
+        decoded = load_audio(audio)
+        if on_decoded is not None:
+            on_decoded(len(decoded.samples) / decoded.sample_rate)
+        features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
+                                                on_progress=on_progress)
     speech = Speech(features.astype(np.float32), np.asarray(frame_phoneme_ids(words), dtype=np.int64))
     if speech.num_frames == 0:
         raise AvctError(f"audio {audio} is shorter than one video frame (40 ms)")
@@ -307,9 +316,10 @@ class Pipeline:
         with torch.inference_mode():
             kp_src, feature_map, source = self._encode_reference(reference)
             kp_initial = None
-            chunk = max(chunk, self.batch_size)
-            for start in range(0, n, chunk):
-                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, min(start + chunk, n),
+            # the first chunk is the first frame alone: it comes without waiting for a chunk or a batch
+            starts = [0, *range(1, n, max(chunk, self.batch_size))]
+            for start, stop in zip(starts, [*starts[1:], n]):
+                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, min(stop, n),
                                                       options.mouth_scale).to(torch.float32)
                 if kp_initial is None:
                     kp_initial = kp_drv[0:1]
@@ -452,23 +462,28 @@ class Pipeline:
 def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike,
                    options: GenerateOptions, pipeline: "Pipeline | Callable[[], Pipeline]", *,
                    frames_dir: str | os.PathLike | None = None,
-                   progress: bool | Callable[[int, int], None] = False) -> Path:
+                   progress: bool | Callable[[int, int], None] = False,
+                   frontend: "FrontendProcess | None" = None) -> Path:
     """One job, in the order that lets a bad input fail in seconds: the reference photo (face, pose),
     then the networks (``pipeline`` may be a factory, called only then: ``avct generate`` loads the weights
-    after the photo was checked), then the speech front end, then the video (``Pipeline.write_video``)."""
+    after the photo was checked), then the speech front end, then the video (``Pipeline.write_video``).
+    ``frontend``: the speech front end of ``audio`` with ``options``, already running in a process of its
+    own (:mod:`avct.audio.frontend_process`; ``avct generate`` starts it first, so that it works while
+    the photo and the networks load)."""
+    speech_source = {"phonemes": options.phonemes, "transcript": options.transcript, "f0": options.f0,
+                     "running": frontend}
     reference = load_job_reference(image, options)
     if not isinstance(pipeline, Pipeline):
         pipeline = pipeline()
     if progress is not True:
-        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
+        speech = load_speech(audio, **speech_source)
         return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                     progress=progress)
     from .progress import JobProgress
 
     bar = JobProgress()  # one bar over the front-end and the frames
     try:
-        speech = load_speech(audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0,
-                             on_progress=bar.speech, on_decoded=bar.start)
+        speech = load_speech(audio, **speech_source, on_progress=bar.speech, on_decoded=bar.start)
         return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                     progress=bar.frames)
     finally:

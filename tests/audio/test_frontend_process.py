@@ -1,0 +1,77 @@
+"""The front-end in a process of its own (what `avct generate` starts first): same result as in this
+process, errors and warnings come back as this process' own, and it stops when asked."""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from avct.audio.decode import load_audio
+from avct.audio.frontend_process import FrontendProcess
+from avct.errors import AvctError
+from avct.inference.pipeline import load_speech
+
+GOFORWARD = "audio/pocketsphinx_goforward_s16le_16k.raw"
+
+
+def test_same_speech_as_in_process_with_duration_and_progress(data):
+    """Features and phonemes bit for bit as `load_speech` computes them here; the decoded duration and
+    increasing progress ending at 1.0 come over too."""
+    audio = data / GOFORWARD
+    running = FrontendProcess(audio)
+    durations, fractions = [], []
+    try:
+        speech = load_speech(audio, running=running, on_decoded=durations.append, on_progress=fractions.append)
+    finally:
+        running.close()
+    here = load_speech(audio)
+    np.testing.assert_array_equal(speech.features, here.features)
+    np.testing.assert_array_equal(speech.phonemes, here.phonemes)
+    assert durations == [len(load_audio(audio).samples) / 16000]
+    assert fractions[-1] == 1.0 and np.all(np.diff(fractions) > 0)
+
+
+def test_given_phonemes_and_official_f0_are_used(data):
+    wav = data / "phoneme_ref" / "id01921_2kRfa3djUmQ_00036.wav"
+    running = FrontendProcess(wav, phonemes=wav.with_suffix(".json"), f0="official")
+    try:
+        speech = load_speech(wav, running=running)
+    finally:
+        running.close()
+    here = load_speech(wav, phonemes=wav.with_suffix(".json"), f0="official")
+    np.testing.assert_array_equal(speech.features, here.features)
+    np.testing.assert_array_equal(speech.phonemes, here.phonemes)
+
+
+@pytest.mark.parametrize("name", ["edge_bad_fmtchunk.wav", "edge_null_0samples.wav"])
+def test_bad_audio_is_this_process_avct_error(data, name):
+    """The child's one-line error for a bad input, raised here as the AvctError it would have been."""
+    running = FrontendProcess(data / "audio" / name)
+    try:
+        with pytest.raises(AvctError, match=name):
+            running.result()
+    finally:
+        running.close()
+
+
+def test_warnings_are_reissued_here(data):
+    """A transcript without words: the recogniser warns (in the child) and recognises instead."""
+    running = FrontendProcess(data / GOFORWARD, transcript="...")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            running.result()
+    finally:
+        running.close()
+    assert any("the transcript has no words" in str(w.message) for w in caught)
+
+
+def test_close_stops_a_running_front_end(data):
+    running = FrontendProcess(data / "audio" / "adamschiff_30s.wav")  # ~20 s of work
+    time.sleep(1.0)
+    started = time.perf_counter()
+    running.close()
+    assert time.perf_counter() - started < 5
+    assert running._process.exitcode is not None and not running._process.is_alive()
