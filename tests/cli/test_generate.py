@@ -126,3 +126,21 @@ def test_generate_combines_runs(good, small_checkpoint_dir, tmp_path):
     argv += ["--checkpoint", str(head_run), "--frames", str(tmp_path / "frames")]
     assert main(argv) == 0
     assert len(list((tmp_path / "frames").glob("*.png"))) == 110
+
+
+def test_front_end_in_its_own_process_or_here_gives_the_same_video(good, tmp_path, monkeypatch):
+    """`generate` starts the speech front-end in a child process; where none can start it runs in this
+    one, later. The frames are the same either way."""
+    from avct.audio import frontend_process
+
+    assert main(good + ["--frames", str(tmp_path / "child")]) == 0
+
+    def no_process(*args, **kwargs):
+        raise OSError("no child processes here")
+
+    monkeypatch.setattr(frontend_process.FrontendProcess, "__init__", no_process)
+    assert main(good + ["--frames", str(tmp_path / "here")]) == 0
+    child, here = sorted((tmp_path / "child").glob("*.png")), sorted((tmp_path / "here").glob("*.png"))
+    assert len(child) == len(here) == 110
+    for a, b in zip(child[::10], here[::10]):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))

@@ -99,14 +99,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech;
     # then the speech front-end starts in a process of its own, working while torch, the photo and the
     # weights load here (it needs none of them).
-    frontend = FrontendProcess(args.audio, phonemes=options.phonemes, transcript=options.transcript, f0=options.f0)
+    try:
+        frontend = FrontendProcess(args.audio, phonemes=options.phonemes, transcript=options.transcript,
+                                   f0=options.f0)
+    except OSError:  # no process can be started here: the front-end runs in this one, after the weights
+        frontend = None
     try:
         from ..inference.pipeline import generate_video
 
         out = generate_video(args.image, args.audio, args.output, options, lambda: load_pipeline(args),
                              frames_dir=args.frames, progress=not args.quiet, frontend=frontend)
     finally:
-        frontend.close()
+        if frontend is not None:
+            frontend.close()
     print(out)
     return 0
 
