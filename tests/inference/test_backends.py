@@ -71,6 +71,23 @@ def test_openvino_int8_meets_the_psnr_floor(cache, inputs, reference_outputs):
     assert 35.0 <= value < 80.0, value  # int8 really is in use (not fp32), and within the floor
 
 
+def test_auto_runs_int8_only_where_its_model_is_prepared(cache, monkeypatch, tmp_path):
+    """The default backend: openvino-int8 once the weights' int8 model is prepared (what setup.sh does for
+    the bundled weights), torch with an empty cache or where int8 cannot run; auto never converts."""
+    prepared = backends.prepare_int8()
+    assert prepared.is_file() and cache in prepared.parents
+    assert Pipeline.from_checkpoints(None, device="cpu").backend == "openvino-int8"
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("auto started a conversion")
+
+    monkeypatch.setattr(backends, "export", no_export)
+    assert Pipeline.from_checkpoints(None, device="cpu", precision="bf16").backend == "torch"
+    assert Pipeline.from_checkpoints(None, device="cpu", compile=True).backend == "torch"
+    monkeypatch.setenv("AVCT_CACHE_DIR", str(tmp_path))
+    assert Pipeline.from_checkpoints(None, device="cpu").backend == "torch"
+
+
 def test_calibration_is_deterministic(official_models):
     generator, detector = official_models.generator.float().eval(), official_models.keypoint_detector.float().eval()
     a = backends.calibration_inputs(generator, detector, batches=2, batch_size=3)
@@ -80,7 +97,7 @@ def test_calibration_is_deterministic(official_models):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"backend": "onnx"}, "unknown backend 'onnx'; use torch, openvino, openvino-int8"),
+    ({"backend": "onnx"}, "unknown backend 'onnx'; use auto, torch, openvino, openvino-int8"),
     ({"backend": "openvino", "precision": "bf16"}, "chooses its own precision"),
     ({"backend": "openvino", "compile": True}, "--compile is for the torch backend"),
 ])

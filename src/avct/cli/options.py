@@ -42,8 +42,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the renderer (faster on GPUs; on CPUs on par with the eager fast path, measured)")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
-                   help="renderer runtime: torch (default), openvino (fp32, CPU), openvino-int8 (CPU, int8 "
-                        "convolutions, PSNR ~39 dB; the first run with new weights converts them, cached after)")
+                   help="renderer runtime: auto (default: openvino-int8 where its model of these weights is "
+                        "prepared, as setup.sh does for the bundled ones, else torch), torch, openvino (fp32, "
+                        "CPU), openvino-int8 (CPU, int8 convolutions, PSNR ~40 dB; the first run with new "
+                        "weights converts them, cached after)")
 
 
 def load_pipeline(args: argparse.Namespace, device: str | None = None) -> "Pipeline":

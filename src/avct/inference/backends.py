@@ -13,6 +13,12 @@ seeded keypoint motion, so a given set of weights always gives the same int8 mod
 Exported models are cached under ``$AVCT_CACHE_DIR`` (default ``~/.cache/avct``), keyed by the weights,
 the mode and the OpenVINO version; the first run with new weights converts (tens of seconds), later runs
 load in about two seconds.
+
+``auto`` (the default) is ``openvino-int8`` where it can run (a CPU, fp32 asked, OpenVINO installed) and
+its model of these weights is already in the cache, else ``torch``: a conversion is never started
+unasked, as it would cost a short job more than it saves. ``scripts/setup.sh`` prepares the bundled
+weights' model (``python -m avct.inference.backends [WEIGHTS]``), so a default job on a fresh machine
+gets the fastest runtime from its first frame.
 """
 from __future__ import annotations
 
@@ -86,6 +92,13 @@ def _weights_key(networks: tuple[nn.Module, ...], mode: str) -> str:
     return digest.hexdigest()[:20]
 
 
+def model_path(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, int8: bool) -> Path:
+    """Where the exported model of these weights is cached (int8 depends on the calibration, hence on
+    the detector that places its keypoints)."""
+    networks = (generator, keypoint_detector) if int8 else (generator,)
+    return cache_dir() / "openvino" / _weights_key(networks, "int8" if int8 else "fp32") / "render.xml"
+
+
 def _import_openvino():
     try:
         import openvino
@@ -112,9 +125,7 @@ class OpenVinoRenderer:
         self.compiled = ov.Core().compile_model(model, "CPU", config)
 
     def _load_or_export(self, ov, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module):
-        # int8 depends on the calibration, hence on the detector that places its keypoints
-        networks = (generator, keypoint_detector) if self.int8 else (generator,)
-        path = cache_dir() / "openvino" / _weights_key(networks, "int8" if self.int8 else "fp32") / "render.xml"
+        path = model_path(generator, keypoint_detector, self.int8)
         if path.is_file():
             return ov.Core().read_model(path)
         model = export(generator, keypoint_detector, self.outputs)
@@ -188,11 +199,41 @@ def _save_atomically(ov, model, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def renderer_for(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, backend: str,
-                 device: torch.device, dtype: torch.dtype) -> Render:
-    """The render callable of ``backend`` (``torch``: the generator's own ``render``)."""
+def resolve_backend(backend: str, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module,
+                    device: torch.device, dtype: torch.dtype) -> str:
+    """``backend`` itself, or for ``auto``: ``openvino-int8`` where it runs (CPU, fp32) and its model of
+    these weights is cached, else ``torch``."""
     if backend not in BACKENDS:
         raise AvctError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if device.type != "cpu" or dtype != torch.float32 or not (cache_dir() / "openvino").is_dir():
+        return "torch"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "openvino-int8" if model_path(generator, keypoint_detector, int8=True).is_file() else "torch"
+
+
+def prepare_int8(weights: str | None = None) -> Path:
+    """Convert the renderer of ``weights`` (default: the bundled ones) to the openvino-int8 model now,
+    into the cache, so that ``auto`` runs it from the first job. Returns the model's path."""
+    from ..weights.bundled import resolve_checkpoint
+    from ..weights.store import load_models
+
+    models = load_models(resolve_checkpoint(weights))
+    models.require("keypoint_detector", "generator")
+    OpenVinoRenderer(models.generator, models.keypoint_detector, int8=True)
+    return model_path(models.generator.float().eval(), models.keypoint_detector, int8=True)
+
+
+def renderer_for(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, backend: str,
+                 device: torch.device, dtype: torch.dtype) -> Render:
+    """The render callable of a concrete ``backend`` (``torch``: the generator's own ``render``;
+    ``auto`` is resolved first, :func:`resolve_backend`)."""
+    if backend not in BACKENDS or backend == "auto":
+        raise AvctError(f"unknown backend {backend!r}; use {', '.join(b for b in BACKENDS if b != 'auto')}")
     if backend == "torch":
         return generator.render
     if device.type != "cpu":
@@ -200,3 +241,9 @@ def renderer_for(generator: OcclusionAwareGenerator, keypoint_detector: nn.Modul
     if dtype != torch.float32:
         raise AvctError(f"--backend {backend} chooses its own precision; leave --precision at fp32")
     return OpenVinoRenderer(generator, keypoint_detector, int8=backend == "openvino-int8")
+
+
+if __name__ == "__main__":  # python -m avct.inference.backends [WEIGHTS]: what scripts/setup.sh runs
+    import sys
+
+    print(prepare_int8(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -20,9 +20,9 @@ FACE_CHOICES = ("largest", "center")
 DEFAULT_DEVICE = "auto"
 DEFAULT_PRECISION = "fp32"
 DEFAULT_BATCH_SIZE = 8   # frames rendered per batch
-DEFAULT_BACKEND = "torch"  # the renderer's runtime (avct.inference.backends)
+DEFAULT_BACKEND = "auto"  # the renderer's runtime: the fastest one prepared here (avct.inference.backends)
 # The names the command line offers, here (no torch import) so that parsing arguments stays cheap.
-BACKENDS = ("torch", "openvino", "openvino-int8")           # avct.inference.backends
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")   # avct.inference.backends
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")          # avct.inference.devices
 DEFAULT_MAX_SIZE = 1920  # long side of the output photo (H.264 players choke on more; memory stays small)
 

@@ -30,7 +30,7 @@ from ..models.avct import window_inputs
 from ..models.keypoints import Keypoints
 from ..models.motion import relative_motion
 from ..weights.store import AvctModels, load_models
-from .backends import renderer_for
+from .backends import renderer_for, resolve_backend
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas
@@ -188,7 +188,8 @@ class Pipeline:
         """``tune_allocator``: on the CPU, let glibc keep large tensors in its heap
         (:func:`~avct.inference.devices.keep_large_allocations_in_heap`, process-wide, ~20% faster); off, the
         process keeps the default allocator (the benchmark's per-frame baseline, as the official code runs).
-        ``backend``: the renderer's runtime, :mod:`avct.inference.backends` (torch, openvino, openvino-int8)."""
+        ``backend``: the renderer's runtime, :mod:`avct.inference.backends` (auto, torch, openvino,
+        openvino-int8); ``self.backend`` is the one in use (``auto`` resolved)."""
         models.require("keypoint_detector", "generator", "avct", "head_motion")
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.dtype = resolve_precision(precision, self.device)
@@ -207,9 +208,12 @@ class Pipeline:
         if channels_last and self.device.type != "mps":
             models.generator.to(memory_format=torch.channels_last)  # ~1.7x on CPU (oneDNN), also good on GPU
             models.avct.to(memory_format=torch.channels_last)       # its per-frame token CNNs: ~1.3x on CPU
-        self._render = renderer_for(models.generator, models.keypoint_detector, backend, self.device, self.dtype)
+        if compile and backend == "auto":
+            backend = "torch"
+        self.backend = resolve_backend(backend, models.generator, models.keypoint_detector, self.device, self.dtype)
+        self._render = renderer_for(models.generator, models.keypoint_detector, self.backend, self.device, self.dtype)
         self.compiled = compile
-        if compile and backend != "torch":
+        if compile and self.backend != "torch":
             raise AvctError("--compile is for the torch backend; the openvino backends compile their own graph")
         if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: on par with the eager folds, benchmarks/speed.py)
             import torch._inductor.config as inductor_config
