@@ -112,7 +112,7 @@ def main() -> None:
     from avct.inference.pipeline import Pipeline, Speech, load_reference, load_speech
 
     recognize._decoder(recognize.DEFAULT_MODE)  # model loading is a one-off per process, not per second
-    pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=8)
+    pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=8, backend="torch")
     reference = load_reference(IMAGE)
 
     load_audio(args.clip)  # imports and first calls, not per-second costs

@@ -131,12 +131,13 @@ def speed(args) -> dict:
     # everything per frame. First: the fast pipelines tune the process's allocator for good. Then the same
     # loop with that allocator setting, to show what it buys on its own. (The pipelines share `models`
     # and cast them: fp32 before bf16.)
-    plain = Pipeline(models, device=device, precision="fp32", batch_size=1, channels_last=False, tune_allocator=False)
+    plain = Pipeline(models, device=device, precision="fp32", batch_size=1, channels_last=False, tune_allocator=False,
+                     backend="torch")
     slow_fps, _ = time_frames(lambda: per_frame_predictions(plain, reference, speech), n_slow, device, warmup=1)
     if device.type == "cpu":
         keep_large_allocations_in_heap()
         tuned_fps, _ = time_frames(lambda: per_frame_predictions(plain, reference, speech), n_slow, device, warmup=1)
-    p32 = Pipeline(models, device=device, precision="fp32", batch_size=args.batch_size)
+    p32 = Pipeline(models, device=device, precision="fp32", batch_size=args.batch_size, backend="torch")
     fps32, f32 = time_frames(lambda: p32.predictions(reference, speech), n_fast, device)
     low = "bf16"
     plow = Pipeline(models, device=device, precision=low, batch_size=args.batch_size)
@@ -176,12 +177,11 @@ def runtimes(args, models, reference, speech, n_fast: int, f32: np.ndarray, slow
              candidates: list[tuple[str, float, float]]) -> dict:
     """The renderer on each CPU runtime of avct.inference.backends (fp32 weights in; the first run with these weights
     converts them, cached after), and the fastest path that meets the PSNR floor against torch fp32."""
-    from avct.inference.backends import BACKENDS
     from avct.errors import AvctError
     from avct.inference.pipeline import Pipeline
 
     results: dict = {}
-    for backend in BACKENDS[1:]:
+    for backend in ("openvino", "openvino-int8"):
         try:
             t = time.perf_counter()
             pipe = Pipeline(models, device="cpu", precision="fp32", batch_size=args.batch_size, backend=backend)

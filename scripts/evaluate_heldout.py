@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from avct.inference.pipeline import Pipeline
 
     models = merge_models([load_models(resolve_checkpoint(c)) for c in args.checkpoint or [None]])
-    pipeline = Pipeline(models, precision=args.precision)
+    # the weights' own figures (PyTorch), the same whether or not set-up prepared the int8 renderer
+    pipeline = Pipeline(models, precision=args.precision, backend="torch")
     out = Path(args.out)
     folders = reconstruct_clips(args.data, out / "videos", pipeline)
     bundled = args.syncnet == DEFAULT_NAME

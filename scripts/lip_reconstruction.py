@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
         preprocess(args.videos, data, phonemes="none", max_seconds=args.max_seconds, progress=False)
     checkpoints = [str(resolve_checkpoint(c)) for c in args.checkpoint or [None]]
-    pipeline = Pipeline(merge_models([load_models(c) for c in checkpoints]), device=args.device)
+    # the weights' own figures (PyTorch), the same whether or not set-up prepared the int8 renderer
+    pipeline = Pipeline(merge_models([load_models(c) for c in checkpoints]), device=args.device, backend="torch")
     dataset = TalkingHeadDataset(data)
     rows: list[dict] = []
     for i in range(len(dataset)):

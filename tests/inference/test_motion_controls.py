@@ -119,7 +119,9 @@ def setup(tmp_path_factory):
         w.setsampwidth(2)
         w.setframerate(audio.sample_rate)
         w.writeframes(pcm.tobytes())
-    pipe = Pipeline.from_checkpoint(resolve_checkpoint(None))
+    # PyTorch: the pixel thresholds below are the renderer's, and int8's rounding moves with the thread count
+    # (the still nose strays 1.0 px with one thread, 0.89 px in PyTorch with any)
+    pipe = Pipeline.from_checkpoint(resolve_checkpoint(None), backend="torch")
     return pipe, load_reference(IMAGE), load_speech(short)
 
 
