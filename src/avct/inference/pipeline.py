@@ -323,7 +323,7 @@ class Pipeline:
             # the first chunk is the first frame alone: it comes without waiting for a chunk or a batch
             starts = [0, *range(1, n, max(chunk, self.batch_size))]
             for start, stop in zip(starts, [*starts[1:], n]):
-                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, min(stop, n),
+                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, stop,
                                                       options.mouth_scale).to(torch.float32)
                 if kp_initial is None:
                     kp_initial = kp_drv[0:1]
