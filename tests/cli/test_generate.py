@@ -59,6 +59,12 @@ def good(parity_inputs, small_checkpoint_dir, tmp_path):
             str(small_checkpoint_dir), "-o", str(tmp_path / "out.mp4"), "-q"]
 
 
+def _without(argv, flag):
+    """``argv`` without ``flag`` and its value."""
+    i = argv.index(flag)
+    return argv[:i] + argv[i + 2:]
+
+
 def _with(argv, flag, value):
     argv = list(argv)
     argv[argv.index(flag) + 1] = str(value)
@@ -133,14 +139,17 @@ def test_front_end_in_its_own_process_or_here_gives_the_same_video(good, tmp_pat
     one, later. The frames are the same either way."""
     from avct.audio import frontend_process
 
-    assert main(good + ["--frames", str(tmp_path / "child")]) == 0
+    rate, samples = scipy.io.wavfile.read(good[good.index("--audio") + 1])
+    scipy.io.wavfile.write(tmp_path / "second.wav", rate, samples[:rate])  # 1 s: two dozen frames are enough here
+    argv = _with(_without(good, "--phonemes"), "--audio", tmp_path / "second.wav")
+    assert main(argv + ["--frames", str(tmp_path / "child")]) == 0
 
     def no_process(*args, **kwargs):
         raise OSError("no child processes here")
 
     monkeypatch.setattr(frontend_process.FrontendProcess, "__init__", no_process)
-    assert main(good + ["--frames", str(tmp_path / "here")]) == 0
+    assert main(argv + ["--frames", str(tmp_path / "here")]) == 0
     child, here = sorted((tmp_path / "child").glob("*.png")), sorted((tmp_path / "here").glob("*.png"))
-    assert len(child) == len(here) == 110
-    for a, b in zip(child[::10], here[::10]):
+    assert len(child) == len(here) >= 20
+    for a, b in zip(child, here):
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
