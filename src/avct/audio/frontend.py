@@ -74,3 +74,21 @@ def features_and_phonemes(samples: np.ndarray, *, f0: str, words: list[Word] | N
         return features.result(), words
     finally:
         pool.shutdown(wait=False)  # after an error nobody waits for the features
+
+
+def speech_front_end(audio, *, phonemes=None, transcript: str | None = None, f0: str = "fast",
+                     on_progress: Callable[[float], None] | None = None,
+                     on_decoded: Callable[[float], None] | None = None) -> tuple[np.ndarray, list[Word]]:
+    """A speech file -> (features (T, 41), words): decoded to 16 kHz, the phonemes read from ``phonemes``
+    (official JSON) if given, else recognised (force-aligned to ``transcript`` if given) beside the
+    features. ``on_decoded(seconds)`` once the audio is decoded; ``on_progress`` as
+    :func:`features_and_phonemes`. The one front-end of a job, in this process or in its own
+    (:mod:`avct.audio.frontend_process`)."""
+    from .decode import load_audio
+    from .phonemes import read_phoneme_json
+
+    words = read_phoneme_json(phonemes) if phonemes is not None else None
+    decoded = load_audio(audio)
+    if on_decoded is not None:
+        on_decoded(len(decoded.samples) / decoded.sample_rate)
+    return features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript, on_progress=on_progress)

@@ -29,9 +29,7 @@ PROGRESS_STEP = 0.01  # the child reports progress in steps of at least this muc
 
 def _front_end(conn, audio: str, phonemes: str | None, transcript: str | None, f0: str) -> None:
     """The child: decode, features and phonemes of ``audio``, every event sent over ``conn``."""
-    from .decode import load_audio
-    from .frontend import features_and_phonemes
-    from .phonemes import read_phoneme_json
+    from .frontend import speech_front_end
 
     last = [0.0]
 
@@ -43,11 +41,9 @@ def _front_end(conn, audio: str, phonemes: str | None, transcript: str | None, f
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            words = read_phoneme_json(phonemes) if phonemes is not None else None
-            decoded = load_audio(audio)
-            conn.send(("decoded", len(decoded.samples) / decoded.sample_rate))
-            features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
-                                                    on_progress=progress)
+            features, words = speech_front_end(audio, phonemes=phonemes, transcript=transcript, f0=f0,
+                                               on_progress=progress,
+                                               on_decoded=lambda seconds: conn.send(("decoded", seconds)))
         for w in caught:
             conn.send(("warning", str(w.message), w.category))
         conn.send(("done", features, words))
@@ -65,7 +61,7 @@ class FrontendProcess:
     """The front-end of ``audio`` running in a child process from construction on.
 
     ``result()`` waits for it and returns ``(features (T, 41) float32, words)`` as
-    :func:`avct.audio.frontend.features_and_phonemes` would, raising its AvctError for bad audio;
+    :func:`avct.audio.frontend.speech_front_end` would, raising its AvctError for bad audio;
     ``close()`` stops it if still running (always call it, e.g. in ``finally``)."""
 
     def __init__(self, audio: str, *, phonemes: str | None = None, transcript: str | None = None,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..audio.phonemes import frame_phoneme_ids, read_phoneme_json
+from ..audio.phonemes import frame_phoneme_ids
 from ..errors import AvctError
 from ..face.image import read_image, resize_256, to_tensor
 from ..face.pose_box import draw_pose_box
@@ -164,15 +164,10 @@ def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None 
     if running is not None:
         features, words = running.result(on_progress=on_progress, on_decoded=on_decoded)
     else:
-        from ..audio.decode import load_audio
-        from ..audio.frontend import features_and_phonemes
+        from ..audio.frontend import speech_front_end
 
-        words = read_phoneme_json(phonemes) if phonemes is not None else None
-        decoded = load_audio(audio)
-        if on_decoded is not None:
-            on_decoded(len(decoded.samples) / decoded.sample_rate)
-        features, words = features_and_phonemes(decoded.samples, f0=f0, words=words, transcript=transcript,
-                                                on_progress=on_progress)
+        features, words = speech_front_end(audio, phonemes=phonemes, transcript=transcript, f0=f0,
+                                           on_progress=on_progress, on_decoded=on_decoded)
     speech = Speech(features.astype(np.float32), np.asarray(frame_phoneme_ids(words), dtype=np.int64))
     if speech.num_frames == 0:
         raise AvctError(f"audio {audio} is shorter than one video frame (40 ms)")
