@@ -126,6 +126,8 @@ def test_failed_job_reports_one_line_then_expires(serve, speech_2s):
     video = request("GET", f"{server.url}/v1/jobs/{job_id}/video")
     assert (video.status, video.json()) == (409, {"detail": "the job failed; there is no video"})
     assert len(server.job_folders()) == 1
-    wait_until(lambda: job_status(server.url, job_id).status == 404, timeout=3 + 5, every=0.1)
+    # the record goes first, its folder a moment later (outside the store's lock): wait for both
+    wait_until(lambda: job_status(server.url, job_id).status == 404 and not server.job_folders(), timeout=3 + 5,
+               every=0.1)
     assert server.job_folders() == []
     assert request("GET", f"{server.url}/v1/config").status == 200  # still serving
