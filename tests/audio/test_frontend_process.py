@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 
 from avct.audio.decode import load_audio
-from avct.audio.frontend_process import FrontendProcess
+from avct.audio.frontend_process import FrontendProcess, features_in_parent
 from avct.errors import AvctError
 from avct.inference.pipeline import load_speech
 
 GOFORWARD = "audio/pocketsphinx_goforward_s16le_16k.raw"
 
 
-def test_same_speech_as_in_process_with_duration_and_progress(data):
-    """Features and phonemes bit for bit as `load_speech` computes them here; the decoded duration and
-    increasing progress ending at 1.0 come over too."""
-    audio = data / GOFORWARD
+@pytest.mark.parametrize("name, parent_features", [(GOFORWARD, False), ("audio/geneface_zozo_11s.wav", True)])
+def test_same_speech_as_in_process_with_duration_and_progress(data, name, parent_features):
+    """Features and phonemes bit for bit as `load_speech` computes them here, whether the child computes
+    both (short audio) or the phonemes only (the features then computed in this process); the decoded
+    duration and increasing progress ending at 1.0 come over too."""
+    audio = data / name
+    assert features_in_parent(len(load_audio(audio).samples) / 16000) == parent_features
     running = FrontendProcess(audio)
     durations, fractions = [], []
     try:
