@@ -38,7 +38,12 @@ __all__ = ["VideoWriter", "write_video", "check_output_name"]
 log = logging.getLogger(__name__)
 
 DEFAULT_CRF = 18
-DEFAULT_PRESET = "medium"
+# x264's "veryfast" rather than its default "medium": on talking-head frames (a still background) it
+# encodes 2.1-2.2x faster at CRF 18 (524²: 7.2 vs 15.2 ms a frame; 1048²: 26 vs 57 ms, where medium cost
+# ~40 % of the int8 renderer's time), the files come out 11-16 % smaller, and the decoded frames lose
+# 0.4-1.5 dB of PSNR against the frames written (42.3 vs 42.7 dB, 41.6 vs 43.1 dB): visually lossless
+# either way. Measured on 250 frames of a generated 30 s video, one run.
+DEFAULT_PRESET = "veryfast"
 DEFAULT_AUDIO_BITRATE = 128_000
 DURATION_TOLERANCE_FRAMES = 2  # picture and sound this many frames apart or less: normal rounding, no notice
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
