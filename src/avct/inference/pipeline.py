@@ -32,6 +32,7 @@ from ..models.motion import relative_motion
 from ..weights.store import AvctModels, load_models
 from .backends import renderer_for, resolve_backend
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
+from .prefetch import prefetch
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas
 
@@ -371,8 +372,8 @@ class Pipeline:
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
                              reference.landmarks if lips else None)
         openings = self.mouth_openings(speech, canvas.mouth, options) if canvas.mouth is not None else None
-        yield from compose_frames(SharpCompositor(canvas), self.render_outputs(reference, speech, chunk, options=options),
-                                  openings)
+        yield from compose_frames(SharpCompositor(canvas),
+                                  prefetch(self.render_outputs(reference, speech, chunk, options=options)), openings)
 
     def lip_apertures(self, speech: Speech) -> np.ndarray:
         """(num_frames,) the lip-aperture network's prediction for every frame (inter-ocular units)."""
