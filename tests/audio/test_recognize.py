@@ -183,3 +183,16 @@ def test_unalignable_piece_falls_back_to_recognition(goforward, monkeypatch):
         words = recognize_phonemes(goforward, transcript="go forward ten meters")
     check_official_format(words, len(goforward))
     assert transcript_from_words(words) == "GO FORWARD TEN METERS"
+
+
+@pytest.mark.parametrize("mode", ["words", "allphone"])
+def test_a_process_recognises_an_audio_the_same_whatever_it_recognised_before(data, mode):
+    """Pocketsphinx carries its running cepstral mean from one utterance to the next; the cached decoders
+    start each call afresh, so a job in `avct batch` or the server gets the phonemes a fresh process gets
+    (before the reset 5 of 25 frames of this 1 s clip changed)."""
+    clip = load_audio(data / "audio" / "sadtalker_french_fayu_7s.wav").samples[:16000]
+    other = load_audio(data / "audio" / "librivox_austen_0890_5s.wav").samples
+    recognize._drop_decoder(mode)  # a decoder that has recognised nothing yet
+    first = frame_phoneme_ids(recognize_phonemes(clip, mode=mode))
+    recognize_phonemes(other, mode=mode)
+    assert frame_phoneme_ids(recognize_phonemes(clip, mode=mode)) == first

@@ -108,6 +108,7 @@ def recognize_phonemes(samples16k: np.ndarray, transcript: str | None = None,
         raise AvctError("audio is too short for phoneme recognition (less than 10 ms)")
     report = _fraction_reporter(on_progress, len(pcm))
     with _LOCK:  # pocketsphinx decoders are not thread-safe; they are cached per process
+        _fresh_features()
         if transcript is not None:
             segs = _align_transcript(pcm, transcript, report)
         elif mode == "words":
@@ -202,6 +203,15 @@ def _decoder(kind: str):
         else:
             _DECODERS[kind] = ps.Decoder(loglevel="FATAL", **WORDS_CONFIG)
     return _DECODERS[kind]
+
+
+def _fresh_features() -> None:
+    """Reset the cached decoders' feature state (the running cepstral mean above all), which pocketsphinx
+    carries from one utterance to the next even with batch CMN: without this a process' phonemes for an
+    audio depended on what it had recognised before (5 of 25 frames of a 1 s clip changed after another
+    clip), so ``avct batch`` and the server gave a job different phonemes than a fresh ``avct generate``."""
+    for decoder in _DECODERS.values():
+        decoder.reinit_feat()
 
 
 def _drop_decoder(kind: str) -> None:
