@@ -50,7 +50,9 @@ def features_in_parent(seconds: float) -> bool:
 def _child(conn, audio: str, phonemes_given: bool, transcript: str | None, f0: str) -> None:
     """The child: decode ``audio``, then the features (phonemes given as a file), the phonemes (long
     audio: the parent computes the features) or both; every event sent over ``conn``."""
+    from ..media import SAMPLE_RATE
     from .decode import load_audio
+    from .features import acoustic_features
     from .frontend import features_and_phonemes
 
     last = [0.0]
@@ -67,7 +69,7 @@ def _child(conn, audio: str, phonemes_given: bool, transcript: str | None, f0: s
             seconds = len(decoded.samples) / decoded.sample_rate
             conn.send(("decoded", seconds))
             if phonemes_given:
-                result = features_and_phonemes(decoded.samples, f0=f0, words=[], on_progress=progress)[0]
+                result = acoustic_features(decoded.samples, SAMPLE_RATE, f0=f0, on_progress=progress)
             elif features_in_parent(seconds):
                 from .recognize import recognize_phonemes
 
