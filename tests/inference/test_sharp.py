@@ -270,3 +270,62 @@ def test_feather_strips_cover_exactly_the_soft_pixels(soft):
     for strip in _strips(feather):
         covered[strip] += 1
     assert covered.max() <= 1 and np.array_equal(covered == 1, feather < 1)
+
+
+def test_the_dense_motion_alone_is_the_renderers_own(pipeline):
+    """``generator.motion`` (what the sharp output runs when it does not show the renderer's picture)
+    computes the very field and occlusion map ``generator.render`` computes, for a batch of moved keypoints."""
+    from avct.models.keypoints import Keypoints
+
+    generator, detector = pipeline.models.generator, pipeline.models.keypoint_detector
+    torch.manual_seed(0)
+    source = torch.rand(1, 3, 256, 256)
+    with torch.inference_mode():
+        kp_src = detector(source)
+        moved = Keypoints(kp_src.value.expand(3, -1, -1) + 0.03 * torch.randn(3, 10, 2), kp_src.jacobian.expand(3, -1, -1, -1))
+        encoding = generator.encode_source(source)
+        full, alone = generator.render(encoding, kp_src, moved), generator.motion(encoding, kp_src, moved)
+    assert set(alone) >= {"deformation", "occlusion_map"} and "prediction" not in alone
+    for key in ("deformation", "occlusion_map"):
+        assert alone[key].shape[0] == 3 and torch.equal(alone[key], full[key]), key
+    assert (full["deformation"][1] - full["deformation"][0]).abs().max() > 1e-3  # the keypoints did move it
+
+
+@pytest.mark.parametrize("fill,mouth,shown", [("auto", True, False), ("auto", False, True), ("renderer", True, True),
+                                              ("photo", False, False)])
+def test_the_renderers_picture_is_shown_unless_the_mouth_warp_opens_the_lips(photo, fill, mouth, shown):
+    from avct.inference.sharp import shows_picture
+    from avct.face.landmarks import detect_faces
+
+    options = GenerateOptions(fill=fill)
+    landmarks = max(detect_faces(photo), key=lambda f: f.area).landmarks if mouth else None
+    canvas = make_canvas(photo, (200, 150, 700, 650), options, landmarks)
+    assert (canvas.mouth is not None) == mouth
+    assert shows_picture(options, canvas) == shown
+
+
+def test_with_the_mouth_warp_the_renderers_picture_is_not_computed(pipeline, data, monkeypatch):
+    """Bundled weights (lips by the mouth warp): a job runs the dense motion alone, and its frames are
+    those of the full renderer's outputs composed without its picture; ``fill=renderer`` blends the
+    picture in where the occlusion map asks, a small change on a real face (mean < 3 grey levels)."""
+    import itertools
+
+    from avct.inference.pipeline import load_reference, load_speech
+
+    clip = data / "video" / "retalking_face5_woman_glasses_red_5s.mp4"
+    reference = load_reference(data / "image" / "obama_frontal_facerec.jpg")
+    speech = load_speech(clip)
+    with_picture = list(itertools.islice(pipeline.frames(reference, speech, options=GenerateOptions(fill="renderer")), 12))
+    render = pipeline.models.generator.render
+
+    def no_picture(*args, **kwargs):
+        raise AssertionError("the renderer's picture was computed")
+
+    monkeypatch.setattr(pipeline.models.generator, "render", no_picture)
+    pipeline._renderers.clear()
+    alone = list(itertools.islice(pipeline.frames(reference, speech), 12))
+    monkeypatch.setattr(pipeline.models.generator, "render", render)
+    pipeline._renderers.clear()
+    assert len(alone) == 12 and alone[0].shape == with_picture[0].shape
+    differences = [np.abs(a.astype(int) - b).mean() for a, b in zip(alone, with_picture)]
+    assert 0 < max(differences) < 3, differences  # the picture did count where occluded, but little

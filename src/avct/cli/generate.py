@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..audio.transcript import read_transcript
-from ..inference.options import DEFAULT_MAX_SIZE, RENDER_MODES
+from ..inference.options import DEFAULT_MAX_SIZE, FILL_CHOICES, RENDER_MODES
 from .options import add_model_options, add_quiet, load_pipeline, require_file
 
 if TYPE_CHECKING:
@@ -47,6 +47,10 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
                    help="sharp (default): the photo itself warped at its resolution by the renderer's motion, "
                         "the renderer's picture only where the photo cannot show it (an opening mouth); "
                         "classic: the paper's renderer output, 256x256 crops (the official output bit for bit)")
+    p.add_argument("--fill", choices=FILL_CHOICES, default=GenerateOptions.fill,
+                   help="sharp output, where the photo is occluded: renderer (its 256x256 picture blended in), "
+                        "photo (the warped photo alone, ~5x less renderer work), auto (default): photo where "
+                        "the lips are opened by the mouth warp (bundled weights), else renderer")
     p.add_argument("--crop-only", action="store_true",
                    help="write the animated face crop alone instead of the whole photo")
     p.add_argument("--size", metavar="N|native",
@@ -83,7 +87,7 @@ def generate_options(args: argparse.Namespace) -> "GenerateOptions":
     return GenerateOptions.from_mapping({
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
         "crop": not args.no_crop, "face": args.face, "still": args.still, "pose_scale": args.pose_scale,
-        "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "render": args.render,
+        "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "render": args.render, "fill": args.fill,
         "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size, "f0": args.f0})
 
 

@@ -3,7 +3,11 @@
 The renderer is nearly all the work per frame. ``torch`` runs it eagerly with avct's own folds
 (:mod:`avct.models.blocks`). ``openvino`` runs the same graph (``generator.render``: dense motion, warp,
 bottleneck, decoder), exported once per set of weights, on OpenVINO's CPU plugin in fp32: equal to
-PyTorch fp32 within 1e-4 (tested). ``openvino-int8`` quantises the convolutions that dominate the cost,
+PyTorch fp32 within 1e-4 (tested). Where the sharp output does not show the renderer's picture, only the
+dense motion runs (``generator.motion``, ``picture=False``), in PyTorch whatever the backend: on these
+cores eager PyTorch runs it faster than OpenVINO's fp32 graph of it (20.8 vs 26.1 ms a frame at batch 8,
+bundled weights; a 5 s job 12.2 vs 13.6 s), and in fp32, which int8 does not quite keep (the int8
+graph's field is off by up to 0.006 of the crop). ``openvino-int8`` quantises the convolutions that dominate the cost,
 the bottleneck residual blocks and the decoder, with NNCF's post-training quantisation; the dense motion
 network (masks, occlusion, the sampling grid) and the warps stay fp32, because int8 masks move the grid
 (39.3 dB with them in fp32, 30.7 dB without, measured on the bundled weights). Calibration is
@@ -92,11 +96,11 @@ def _weights_key(networks: tuple[nn.Module, ...], mode: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def model_path(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, int8: bool) -> Path:
-    """Where the exported model of these weights is cached (int8 depends on the calibration, hence on
-    the detector that places its keypoints)."""
-    networks = (generator, keypoint_detector) if int8 else (generator,)
-    return cache_dir() / "openvino" / _weights_key(networks, "int8" if int8 else "fp32") / "render.xml"
+def model_path(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, mode: str) -> Path:
+    """Where the exported model (``mode``: fp32 or int8) of these weights is cached (int8 depends on the
+    calibration, hence on the detector that places its keypoints)."""
+    networks = (generator, keypoint_detector) if mode == "int8" else (generator,)
+    return cache_dir() / "openvino" / _weights_key(networks, mode) / "render.xml"
 
 
 def _import_openvino():
@@ -111,12 +115,12 @@ def _import_openvino():
 class OpenVinoRenderer:
     """Callable as ``generator.render(source, kp_source, kp_driving)`` -> dict of torch tensors."""
 
-    def __init__(self, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, int8: bool = False,
+    def __init__(self, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, mode: str = "fp32",
                  threads: int | None = None):
         ov = _import_openvino()
         generator = generator.float().eval()
+        self.mode = mode
         self.outputs = tuple(n for n in OUTPUTS if n != "occlusion_map" or generator.cfg.estimate_occlusion_map)
-        self.int8 = int8
         model = self._load_or_export(ov, generator, keypoint_detector)
         # f32 for every layer left unquantised: where the CPU has bf16 OpenVINO would otherwise run them, the
         # dense motion network's grid among them, in bf16 (the quantised convolutions stay int8)
@@ -125,11 +129,11 @@ class OpenVinoRenderer:
         self.compiled = ov.Core().compile_model(model, "CPU", config)
 
     def _load_or_export(self, ov, generator: OcclusionAwareGenerator, keypoint_detector: nn.Module):
-        path = model_path(generator, keypoint_detector, self.int8)
+        path = model_path(generator, keypoint_detector, self.mode)
         if path.is_file():
             return ov.Core().read_model(path)
         model = export(generator, keypoint_detector, self.outputs)
-        if self.int8:
+        if self.mode == "int8":
             model = quantize(model, calibration_inputs(generator, keypoint_detector))
         _save_atomically(ov, model, path)
         return model
@@ -206,6 +210,7 @@ def resolve_backend(backend: str, generator: OcclusionAwareGenerator, keypoint_d
     if backend not in BACKENDS:
         raise AvctError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
     if backend != "auto":
+        check_backend(backend, device, dtype)
         return backend
     if device.type != "cpu" or dtype != torch.float32 or not (cache_dir() / "openvino").is_dir():
         return "torch"
@@ -213,7 +218,19 @@ def resolve_backend(backend: str, generator: OcclusionAwareGenerator, keypoint_d
         import openvino  # noqa: F401
     except ImportError:
         return "torch"
-    return "openvino-int8" if model_path(generator, keypoint_detector, int8=True).is_file() else "torch"
+    return "openvino-int8" if model_path(generator, keypoint_detector, "int8").is_file() else "torch"
+
+
+def check_backend(backend: str, device: torch.device, dtype: torch.dtype) -> None:
+    """One-line errors for a concrete ``backend`` that cannot run with this device and precision."""
+    if backend not in BACKENDS or backend == "auto":
+        raise AvctError(f"unknown backend {backend!r}; use {', '.join(b for b in BACKENDS if b != 'auto')}")
+    if backend == "torch":
+        return
+    if device.type != "cpu":
+        raise AvctError(f"--backend {backend} runs on the CPU; use --device cpu or --backend torch")
+    if dtype != torch.float32:
+        raise AvctError(f"--backend {backend} chooses its own precision; leave --precision at fp32")
 
 
 def prepare_int8(weights: str | None = None) -> Path:
@@ -224,23 +241,21 @@ def prepare_int8(weights: str | None = None) -> Path:
 
     models = load_models(resolve_checkpoint(weights))
     models.require("keypoint_detector", "generator")
-    OpenVinoRenderer(models.generator, models.keypoint_detector, int8=True)
-    return model_path(models.generator.float().eval(), models.keypoint_detector, int8=True)
+    OpenVinoRenderer(models.generator, models.keypoint_detector, "int8")
+    return model_path(models.generator.float().eval(), models.keypoint_detector, "int8")
 
 
 def renderer_for(generator: OcclusionAwareGenerator, keypoint_detector: nn.Module, backend: str,
-                 device: torch.device, dtype: torch.dtype) -> Render:
+                 device: torch.device, dtype: torch.dtype, picture: bool = True) -> Render:
     """The render callable of a concrete ``backend`` (``torch``: the generator's own ``render``;
-    ``auto`` is resolved first, :func:`resolve_backend`)."""
-    if backend not in BACKENDS or backend == "auto":
-        raise AvctError(f"unknown backend {backend!r}; use {', '.join(b for b in BACKENDS if b != 'auto')}")
+    ``auto`` is resolved first, :func:`resolve_backend`). ``picture=False``: the dense motion alone, for
+    output that does not show the renderer's picture (``generator.motion``, whatever the backend)."""
+    check_backend(backend, device, dtype)
+    if not picture:
+        return generator.motion
     if backend == "torch":
         return generator.render
-    if device.type != "cpu":
-        raise AvctError(f"--backend {backend} runs on the CPU; use --device cpu or --backend torch")
-    if dtype != torch.float32:
-        raise AvctError(f"--backend {backend} chooses its own precision; leave --precision at fp32")
-    return OpenVinoRenderer(generator, keypoint_detector, int8=backend == "openvino-int8")
+    return OpenVinoRenderer(generator, keypoint_detector, "int8" if backend == "openvino-int8" else "fp32")
 
 
 if __name__ == "__main__":  # python -m avct.inference.backends [WEIGHTS]: what scripts/setup.sh runs

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from ..errors import AvctError
 
 RENDER_MODES = ("sharp", "classic")
+FILL_CHOICES = ("auto", "renderer", "photo")  # what the sharp output shows where the photo is occluded
 FACE_CHOICES = ("largest", "center")
 # How a Pipeline runs unless told otherwise (the library, `avct generate|batch|serve` and the server share them).
 DEFAULT_DEVICE = "auto"
@@ -87,6 +88,8 @@ class GenerateOptions:
     face: int | str = "largest"          # which face of a photo with several
     # output framing and rendering
     render: str = "sharp"                # sharp: the photo warped at its resolution; classic: the paper's 256²
+    fill: str = "auto"                   # sharp: the renderer's picture where occluded (renderer), the warped
+                                         # photo only (photo), auto: photo where the mouth warp opens the lips
     crop_only: bool = False              # the animated crop alone instead of pasted into the whole photo
     size: int | str | None = None        # with crop_only: side in px, "native", or None (256)
     max_size: int = DEFAULT_MAX_SIZE     # long side of the full-photo output
@@ -109,6 +112,9 @@ class GenerateOptions:
         self.f0 = check_f0_method(str(self.f0).strip().lower())
         if self.render not in RENDER_MODES:
             raise AvctError(f"render must be one of {', '.join(RENDER_MODES)}, got {self.render!r}")
+        self.fill = str(self.fill).strip().lower()
+        if self.fill not in FILL_CHOICES:
+            raise AvctError(f"fill must be one of {', '.join(FILL_CHOICES)}, got {self.fill!r}")
         self.face = parse_face(self.face)
         self.size = parse_size(self.size)
         self.max_size = _parse_int("max_size", self.max_size, 64, 8192)

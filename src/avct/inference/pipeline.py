@@ -34,7 +34,7 @@ from .backends import renderer_for, resolve_backend
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
 from .prefetch import prefetch
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
-from .sharp import SharpCompositor, compose_frames, make_canvas
+from .sharp import SharpCompositor, compose_frames, make_canvas, shows_picture
 
 if TYPE_CHECKING:
     from ..audio.frontend_process import FrontendProcess
@@ -207,7 +207,6 @@ class Pipeline:
         if compile and backend == "auto":
             backend = "torch"
         self.backend = resolve_backend(backend, models.generator, models.keypoint_detector, self.device, self.dtype)
-        self._render = renderer_for(models.generator, models.keypoint_detector, self.backend, self.device, self.dtype)
         self.compiled = compile
         if compile and self.backend != "torch":
             raise AvctError("--compile is for the torch backend; the openvino backends compile their own graph")
@@ -215,7 +214,20 @@ class Pipeline:
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True
-            self._render = torch.compile(models.generator.render, dynamic=False)
+        self._renderers: dict[bool, Callable] = {}  # picture -> render callable, built at first use
+
+    def _renderer(self, picture: bool) -> Callable:
+        """The backend's render callable, with the renderer's picture or the dense motion alone; built
+        (an OpenVINO graph compiled, a torch graph traced) the first time a job needs it."""
+        if picture not in self._renderers:
+            generator = self.models.generator
+            if self.compiled:
+                render = torch.compile(generator.render if picture else generator.motion, dynamic=False)
+            else:
+                render = renderer_for(generator, self.models.keypoint_detector, self.backend, self.device,
+                                      self.dtype, picture)
+            self._renderers[picture] = render
+        return self._renderers[picture]
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Pipeline":
@@ -301,10 +313,10 @@ class Pipeline:
             yield out["prediction"]
 
     def render_outputs(self, reference: Reference, speech: Speech, chunk: int = 64, *,
-                       options: GenerateOptions | None = None) -> Iterator[dict]:
+                       options: GenerateOptions | None = None, picture: bool = True) -> Iterator[dict]:
         """Yield the renderer's outputs batch by batch, in order: ``prediction`` (B, 3, 256, 256) in
-        [0, 1], ``deformation`` (B, 64, 64, 2) and ``occlusion_map`` (B, 1, 64, 64) when the weights
-        have one; motion controls from ``options``."""
+        [0, 1] (not with ``picture=False``: the dense motion alone), ``deformation`` (B, 64, 64, 2) and
+        ``occlusion_map`` (B, 1, 64, 64) when the weights have one; motion controls from ``options``."""
         from .motion_controls import head_scale, scale_common_translation
 
         n = speech.num_frames
@@ -327,7 +339,7 @@ class Pipeline:
                     kp_drv = scale_common_translation(kp_drv, kp_initial, keep_head)
                 kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
                 for b in range(0, len(kp_norm.value), self.batch_size):
-                    yield self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size])
+                    yield self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size], picture)
 
     def _encode_reference(self, reference: Reference):
         """What depends on the reference only, once per video: its keypoints, the AVCT's keypoint
@@ -337,13 +349,13 @@ class Pipeline:
         source = self.models.generator.encode_source(image)
         return detected.keypoints, detected.feature_map.to(self.avct_dtype), source
 
-    def _render_batch(self, source, kp_src: Keypoints, kp_driving: Keypoints) -> torch.Tensor:
+    def _render_batch(self, source, kp_src: Keypoints, kp_driving: Keypoints, picture: bool = True) -> dict:
         n = len(kp_driving.value)
         if self.compiled and n < self.batch_size:  # one static shape: pad rather than recompile
             pad = self.batch_size - n
             kp_driving = Keypoints(torch.cat([kp_driving.value, kp_driving.value[-1:].expand(pad, -1, -1)]),
                                    torch.cat([kp_driving.jacobian, kp_driving.jacobian[-1:].expand(pad, -1, -1, -1)]))
-        out = self._render(source, kp_src, kp_driving)
+        out = self._renderer(picture)(source, kp_src, kp_driving)
         return {key: out[key][:n].float() for key in ("prediction", "deformation", "occlusion_map") if key in out}
 
     @staticmethod
@@ -372,8 +384,9 @@ class Pipeline:
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
                              reference.landmarks if lips else None)
         openings = self.mouth_openings(speech, canvas.mouth, options) if canvas.mouth is not None else None
-        yield from compose_frames(SharpCompositor(canvas),
-                                  prefetch(self.render_outputs(reference, speech, chunk, options=options)), openings)
+        outputs = self.render_outputs(reference, speech, chunk, options=options,
+                                      picture=shows_picture(options, canvas))
+        yield from compose_frames(SharpCompositor(canvas), prefetch(outputs), openings)
 
     def lip_apertures(self, speech: Speech) -> np.ndarray:
         """(num_frames,) the lip-aperture network's prediction for every frame (inter-ocular units)."""
@@ -403,7 +416,7 @@ class Pipeline:
         through the sharp output like :meth:`frames`, and ``apertures`` (the driving frames' own lip
         apertures, :func:`avct.eval.lips.aperture_curve`) open the photo's mouth in place of the
         lip-aperture network's prediction."""
-        def outputs() -> Iterator[dict]:
+        def outputs(picture: bool = True) -> Iterator[dict]:
             with torch.inference_mode():
                 kp_src, _, source = self._encode_reference(reference)
                 kp_initial = None
@@ -412,7 +425,7 @@ class Pipeline:
                     kp_drv = self.models.keypoint_detector(images).to(torch.float32)
                     if kp_initial is None:
                         kp_initial = kp_drv[0:1]
-                    yield self._render_batch(source, kp_src, relative_motion(kp_src, kp_drv, kp_initial))
+                    yield self._render_batch(source, kp_src, relative_motion(kp_src, kp_drv, kp_initial), picture)
 
         if options is None or options.render == "classic":
             for out in outputs():
@@ -424,7 +437,7 @@ class Pipeline:
         if canvas.mouth is not None:
             change = np.nan_to_num(np.asarray(apertures, np.float64) - canvas.mouth.aperture) * options.mouth_scale
             openings = change * canvas.mouth.pixels_per_aperture()
-        yield from compose_frames(SharpCompositor(canvas), outputs(), openings)
+        yield from compose_frames(SharpCompositor(canvas), outputs(shows_picture(options, canvas)), openings)
 
     # ---- one call --------------------------------------------------------------------------------
     def write_video(self, reference: Reference, speech: Speech, output: str | os.PathLike,

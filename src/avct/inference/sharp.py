@@ -163,6 +163,18 @@ def _fit(region_img: np.ndarray, box: Box) -> np.ndarray:
     return np.pad(region_img, pad, mode="edge") if any(p for pair in pad[:2] for p in pair) else region_img
 
 
+def shows_picture(options: GenerateOptions, canvas: Canvas) -> bool:
+    """Whether the renderer's picture is drawn where the occlusion map says the photo cannot show a part
+    (``options.fill``; ``auto``: unless the mouth warp opens the lips). What the warped photo cannot show
+    is chiefly the inside of an opening mouth; where :mod:`avct.inference.mouth_opening` opens the lips it
+    shades that inside itself, and the renderer's picture changes little else (bundled weights, a real
+    clip: 0.4-1.5 grey levels on average, under 0.3 % of pixels by more than 8) while costing ~85 % of
+    the renderer's work. Official checkpoints (no lip-aperture network) draw the mouth with the renderer."""
+    if options.fill == "auto":
+        return canvas.mouth is None
+    return options.fill == "renderer"
+
+
 class SharpCompositor:
     """Turns the renderer's outputs for a batch of frames into full-resolution uint8 frames.
 
@@ -185,13 +197,14 @@ class SharpCompositor:
         self.crop_photo = canvas.picture[canvas.box[1]:canvas.box[3], l:canvas.box[2]]
         self.identity64: np.ndarray | None = None
 
-    def compose(self, rendered: torch.Tensor, deformation: torch.Tensor,
+    def compose(self, rendered: torch.Tensor | None, deformation: torch.Tensor,
                 occlusion: torch.Tensor | None, openings: np.ndarray | None = None) -> np.ndarray:
-        """rendered (B, 3, 256, 256) in [0, 1], deformation (B, h', w', 2), occlusion (B, 1, h', w') or None,
+        """rendered (B, 3, 256, 256) in [0, 1] (None with occlusion None: the warped photo alone),
+        deformation (B, h', w', 2), occlusion (B, 1, h', w') or None,
         openings (B,) mouth openings in source pixels or None -> (B, H, W, 3) uint8 frames."""
         return np.stack(list(self.frames(rendered, deformation, occlusion, openings)))
 
-    def frames(self, rendered: torch.Tensor, deformation: torch.Tensor,
+    def frames(self, rendered: torch.Tensor | None, deformation: torch.Tensor,
                occlusion: torch.Tensor | None, openings: np.ndarray | None = None) -> Iterator[np.ndarray]:
         deformation = deformation.float().cpu().numpy()
         gh, gw = deformation.shape[1:3]
@@ -275,11 +288,14 @@ def _strips(feather: np.ndarray) -> list[tuple[slice, slice]]:
 
 def compose_frames(compositor: SharpCompositor, outputs: Iterator[dict],
                    openings: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """Renderer output dicts (prediction, deformation, occlusion_map) -> uint8 frames, one at a time;
+    """Renderer output dicts (prediction, deformation, occlusion_map; or the dense motion alone, without a
+    prediction) -> uint8 frames, one at a time;
     ``openings``: the mouth opening of every frame, source pixels (None: the mouth is not opened)."""
     done = 0
     for out in outputs:
         n = len(out["deformation"])
         part = None if openings is None else openings[done:done + n]
-        yield from compositor.frames(out["prediction"], out["deformation"], out.get("occlusion_map"), part)
+        rendered = out.get("prediction")  # None: the dense motion alone (no picture to blend, see shows_picture)
+        occlusion = None if rendered is None else out.get("occlusion_map")
+        yield from compositor.frames(rendered, out["deformation"], occlusion, part)
         done += n

@@ -147,10 +147,7 @@ class OcclusionAwareGenerator(nn.Module):
         b = kp_driving.value.shape[0]
         if enc.features.shape[0] != b:
             enc = enc.expand(b)
-        if kp_source.value.shape[0] != b:
-            kp_source = Keypoints(kp_source.value.expand(b, -1, -1),
-                                  None if kp_source.jacobian is None else kp_source.jacobian.expand(b, -1, -1, -1))
-        motion = self.dense_motion_network(enc.image_down, kp_source, kp_driving)
+        motion = self.motion(enc, kp_source, kp_driving)
         out = warp(enc.features.float(), motion["deformation"])
         occlusion = motion.get("occlusion_map")
         if occlusion is not None:
@@ -162,6 +159,17 @@ class OcclusionAwareGenerator(nn.Module):
         if visualise:
             motion["deformed"] = warp(enc.image.float(), motion["deformation"])
         return motion
+
+    def motion(self, enc: SourceEncoding, kp_source: Keypoints, kp_driving: Keypoints) -> dict:
+        """The dense motion alone (B driving frames): ``deformation`` (B, 64, 64, 2) and, where the weights
+        have one, ``occlusion_map`` (B, 1, 64, 64). What the sharp output needs when it does not show the
+        renderer's picture (:mod:`avct.inference.sharp`): ~15 % of :meth:`render`'s work."""
+        b = kp_driving.value.shape[0]
+        if kp_source.value.shape[0] != b:
+            kp_source = Keypoints(kp_source.value.expand(b, -1, -1),
+                                  None if kp_source.jacobian is None else kp_source.jacobian.expand(b, -1, -1, -1))
+        image_down = enc.image_down if enc.image_down.shape[0] == b else enc.image_down.expand(b, -1, -1, -1)
+        return self.dense_motion_network(image_down, kp_source, kp_driving)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Up blocks, then the final conv (logits). At inference the last ×2 block's output stays as four
