@@ -206,15 +206,26 @@ class Pipeline:
             models.avct.to(memory_format=torch.channels_last)       # its per-frame token CNNs: ~1.3x on CPU
         if compile and backend == "auto":
             backend = "torch"
-        self.backend = resolve_backend(backend, models.generator, models.keypoint_detector, self.device, self.dtype)
+        # auto is resolved at first need (it hashes the weights, 0.4 s, which a job that runs the dense
+        # motion alone never needs); a named backend is checked now
+        self._backend = resolve_backend(backend, models.generator, models.keypoint_detector, self.device,
+                                        self.dtype) if backend != "auto" else None
         self.compiled = compile
-        if compile and self.backend != "torch":
+        if compile and self._backend != "torch":
             raise AvctError("--compile is for the torch backend; the openvino backends compile their own graph")
         if compile:  # inductor with frozen weights (GPU: ~1.3x; CPU: on par with the eager folds, benchmarks/speed.py)
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True
         self._renderers: dict[bool, Callable] = {}  # picture -> render callable, built at first use
+
+    @property
+    def backend(self) -> str:
+        """The renderer's runtime in use (:mod:`avct.inference.backends`; ``auto`` resolved)."""
+        if self._backend is None:
+            self._backend = resolve_backend("auto", self.models.generator, self.models.keypoint_detector,
+                                            self.device, self.dtype)
+        return self._backend
 
     def _renderer(self, picture: bool) -> Callable:
         """The backend's render callable, with the renderer's picture or the dense motion alone; built
