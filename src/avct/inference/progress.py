@@ -4,16 +4,24 @@ Why one bar weighted by expected work: the front-end (decoding, features, F0, ph
 runs before the first frame and took a third of a long job's time without a word on screen; a bar over
 frames alone started late and its first ETA, from the slow first frames, was off by an order of
 magnitude. Here the job is ``FRONTEND_COST`` units per second of speech followed by ``FRAME_COST`` units
-per frame, in the ratio measured on one machine (``benchmarks/speed.py``: a 5 s clip, bundled weights,
-2 cores: front-end 1.2 s per second of speech, 0.3 s per finished frame). Absolute speed differs between
-machines but cancels out of the ETA, which tqdm takes as elapsed ÷ units done × units left.
+per frame, in the ratio measured on one machine for the default job (bundled weights, sharp output
+running the dense motion alone, 2 cores, a 30 s clip: 0.33 s of the bar per second of speech before the
+first frame, then 0.036 s per frame). Absolute speed differs between machines but cancels out of the
+ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its default moving average one
+slow batch of frames doubled the ETA for seconds). Jobs whose frames cost more (the renderer's
+picture: official checkpoints, ``--fill renderer``, ``--render classic``) start with too short an ETA,
+which the frames' own rate corrects.
+
+The ETA is shown from ``ETA_FROM`` of the job on: extrapolated from the first fraction of a percent
+(decoding, the features' first blocks) it said 7 min for a job of 45 s.
 """
 from __future__ import annotations
 
 from ..media import FPS
 
 FRONTEND_COST = 1.2   # units per second of speech
-FRAME_COST = 0.3      # units per frame
+FRAME_COST = 0.13     # units per frame
+ETA_FROM = 0.02       # share of the job done before the ETA is shown
 SCALE = 100           # units per bar step, so that short jobs still move smoothly
 
 
@@ -35,8 +43,8 @@ class JobProgress:
 
         self.speech_units = FRONTEND_COST * seconds * SCALE
         total = self.speech_units + FRAME_COST * seconds * FPS * SCALE
-        self.bar = tqdm(total=round(total), desc="speech: ", unit="", unit_scale=False,
-                        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
+        self.bar = tqdm(total=round(total), desc="speech: ", unit="", unit_scale=False, bar_format=_format("?"),
+                        smoothing=0)  # the average rate since the start: the units model the work
 
     def speech(self, fraction: float) -> None:
         """The front-end's progress, 0..1."""
@@ -46,16 +54,22 @@ class JobProgress:
         """``done`` of ``total`` frames are written."""
         if self.bar is None:
             return
-        if done == 1:
-            self.bar.set_description("frames")
+        if not self.bar.desc.startswith("frames"):
+            self.bar.set_description("frames", refresh=False)
+        self.bar.set_postfix_str(f"{done}/{total} frames", refresh=False)
         frame_units = (self.bar.total - self.speech_units) * done / max(total, 1)
         self._move_to(self.speech_units + frame_units)
-        self.bar.set_postfix_str(f"{done}/{total} frames", refresh=False)
 
     def _move_to(self, units: float) -> None:
         if self.bar is not None and round(units) > self.bar.n:
+            if units >= ETA_FROM * self.bar.total:
+                self.bar.bar_format = _format("{remaining}")
             self.bar.update(round(units) - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _format(remaining: str) -> str:
+    return "{desc}{percentage:3.0f}%|{bar}| [{elapsed}<" + remaining + "]{postfix}"
