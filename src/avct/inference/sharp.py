@@ -13,6 +13,9 @@ show (the inside of an opening mouth, newly exposed background):
     face         = ρ · upsample(rendered) + (1 − ρ) · warped
     frame        = photo with the crop replaced by feather · face + (1 − feather) · photo
 
+Where :mod:`avct.inference.mouth_opening` opens the lips (weights with a lip-aperture network), the
+renderer's picture is not needed, and only its dense motion runs (ρ = 0; ``shows_picture``, ``--fill``).
+
 The displacement (not the field) is upsampled, so zero motion is the photo exactly; the warp samples a
 region larger than the crop, so motion near the crop's edges pulls in real photo pixels rather than
 smearing the border. The renderer still runs at 256², whatever the photo's size; the work here is per
