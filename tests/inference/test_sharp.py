@@ -329,3 +329,12 @@ def test_with_the_mouth_warp_the_renderers_picture_is_not_computed(pipeline, dat
     assert len(alone) == 12 and alone[0].shape == with_picture[0].shape
     differences = [np.abs(a.astype(int) - b).mean() for a, b in zip(alone, with_picture)]
     assert 0 < max(differences) < 3, differences  # the picture did count where occluded, but little
+
+
+def test_fill_is_checked_and_read_from_any_job_source():
+    from avct.errors import AvctError
+
+    assert GenerateOptions(fill=" Photo ").fill == "photo"
+    assert GenerateOptions.from_mapping({"fill": "renderer"}).fill == "renderer"  # a form field, a CSV cell
+    with pytest.raises(AvctError, match="fill must be one of auto, renderer, photo, got 'blur'"):
+        GenerateOptions(fill="blur")
