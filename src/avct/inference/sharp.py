@@ -43,8 +43,13 @@ OCCLUSION_HIDDEN = 0.35
 FEATHER = 0.08          # paste-back transition, fraction of the crop's shorter side
 SOURCE_MARGIN = 0.25    # photo around the crop the warp may pull from, fraction of the crop's side
 # Sub-pixel shifts: bilinear averages neighbours (visibly softer, ~0.9 of the photo's sharpness on a real
-# clip), bicubic keeps the detail (~1.0).
-WARP_INTERPOLATION = cv2.INTER_CUBIC
+# clip), bicubic keeps the detail (~1.0). The photo region is upsampled bicubically once per video by
+# FINE (odd: pixel centres land on samples, so zero motion stays the photo exactly), and each frame reads
+# it nearest-neighbour: bicubic values at positions rounded to 1/FINE px (at most 1/6 px off; the field
+# itself moves ~3 px and wobbles ~0.8 px from frame to frame). On a 400² crop of a real photo under a
+# smooth random field: 0.43 vs 2.1 ms a frame for a bicubic remap, Laplacian variance ratio to the photo
+# 1.01 vs 0.945, 47 dB from the bicubic remap's frames.
+FINE = 3
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -198,6 +203,7 @@ class SharpCompositor:
         self.feather = canvas.feather[..., None]                          # (h, w, 1)
         self.feather_strips = _strips(canvas.feather)
         self.crop_photo = canvas.picture[canvas.box[1]:canvas.box[3], l:canvas.box[2]]
+        self.fine_source = cv2.resize(canvas.source, None, fx=FINE, fy=FINE, interpolation=cv2.INTER_CUBIC)
         self.identity64: np.ndarray | None = None
 
     def compose(self, rendered: torch.Tensor | None, deformation: torch.Tensor,
@@ -239,7 +245,8 @@ class SharpCompositor:
             part = self._mouth_rect(self.canvas.mouth.zone(opening), margin)
             if part is not None:
                 shade = part, open_mouth(map_x[part], map_y[part], self.canvas.mouth, opening)
-        face = cv2.remap(self.canvas.source, map_x, map_y, WARP_INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
+        face = cv2.remap(self.fine_source, _to_fine(map_x), _to_fine(map_y), cv2.INTER_NEAREST,
+                         borderMode=cv2.BORDER_REPLICATE)
         if shade is not None and shade[1] is not None:
             darken(face[shade[0]], shade[1])
         if occlusion is not None:
@@ -268,6 +275,14 @@ class SharpCompositor:
         x0, x1 = max(0, int(zone[0] - dx - margin)), min(w, int(zone[2] - dx + margin) + 1)
         y0, y1 = max(0, int(zone[1] - dy - margin)), min(h, int(zone[3] - dy + margin) + 1)
         return np.s_[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else None
+
+
+def _to_fine(source_map: np.ndarray) -> np.ndarray:
+    """Source pixel coordinates -> coordinates in the FINE× upsampled source, in place (pixel centres:
+    x -> (x + 0.5)·FINE − 0.5)."""
+    source_map *= FINE
+    source_map += (FINE - 1) / 2
+    return source_map
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
