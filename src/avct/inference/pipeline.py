@@ -231,13 +231,9 @@ class Pipeline:
         """The backend's render callable, with the renderer's picture or the dense motion alone; built
         (an OpenVINO graph compiled, a torch graph traced) the first time a job needs it."""
         if picture not in self._renderers:
-            generator = self.models.generator
-            if self.compiled:
-                render = torch.compile(generator.render if picture else generator.motion, dynamic=False)
-            else:
-                render = renderer_for(generator, self.models.keypoint_detector, self.backend, self.device,
-                                      self.dtype, picture)
-            self._renderers[picture] = render
+            render = renderer_for(self.models.generator, self.models.keypoint_detector, self.backend, self.device,
+                                  self.dtype, picture)
+            self._renderers[picture] = torch.compile(render, dynamic=False) if self.compiled else render
         return self._renderers[picture]
 
     @classmethod

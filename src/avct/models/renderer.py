@@ -168,8 +168,9 @@ class OcclusionAwareGenerator(nn.Module):
         if kp_source.value.shape[0] != b:
             kp_source = Keypoints(kp_source.value.expand(b, -1, -1),
                                   None if kp_source.jacobian is None else kp_source.jacobian.expand(b, -1, -1, -1))
-        image_down = enc.image_down if enc.image_down.shape[0] == b else enc.image_down.expand(b, -1, -1, -1)
-        return self.dense_motion_network(image_down, kp_source, kp_driving)
+        if enc.image_down.shape[0] != b:
+            enc = enc.expand(b)
+        return self.dense_motion_network(enc.image_down, kp_source, kp_driving)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Up blocks, then the final conv (logits). At inference the last ×2 block's output stays as four
