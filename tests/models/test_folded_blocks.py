@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from avct.config import DenseMotionConfig, GeneratorConfig
 from avct.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv_on_packed_phases, \
     interleave_phases, packed_phase_kernels, upsample2x_conv3x3_packed, upsample2x_phase_kernels, \
-    zero_unused_phase_borders
+    plain_layers, zero_unused_phase_borders
 from avct.models.renderer import OcclusionAwareGenerator
 
 
@@ -121,3 +121,29 @@ def test_traced_decode_zeroes_the_borders_as_the_eager_one():
     assert torch.equal(traced, eager)
     assert (eager[:, :3, -1] == 0).all() and (eager[:, 9:, 0] == 0).all() and (eager[:, 3:6, :, 0] == 0).all()
     assert (eager[:, :3, :-1, :-1] == y[:, :3, :-1, :-1]).all()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_avct_decoder_tokens_with_one_reference_equal_the_plain_layers(channels_last):
+    """The first decoder block run on its audio half with the reference's half once
+    (down_res_block_on_split_input) gives the concatenated input's tokens: the same sums, regrouped."""
+    from avct.config import AVCTConfig
+    from avct.models.avct import AudioVisualCorrelationTransformer
+
+    torch.manual_seed(5)
+    avct = AudioVisualCorrelationTransformer(AVCTConfig()).double().eval()
+    _randomise_norms(avct)
+    if channels_last:
+        avct.to(memory_format=torch.channels_last)
+    audio = torch.randn(6, 4, 41, dtype=torch.float64)
+    feature_map = torch.randn(1, AVCTConfig().feature_channels, 64, 64, dtype=torch.float64)
+    with torch.inference_mode():
+        fast = avct.decoder_tokens(audio, feature_map)
+        with plain_layers():
+            plain = avct.decoder_tokens(audio, feature_map)
+        # a different map per frame (training, the official per-window forward) takes the plain layers
+        per_frame = avct.decoder_tokens(audio, feature_map.expand(6, -1, -1, -1))
+    assert fast.shape == (6, AVCTConfig().d_model)
+    assert torch.allclose(fast, plain, atol=1e-10, rtol=0)
+    assert torch.equal(per_frame, plain)
+    assert plain.std() > 0.1  # not a degenerate network

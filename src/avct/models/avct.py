@@ -20,7 +20,7 @@ from torch import nn
 from ..audio.phonemes import SIL_ID
 from ..config import AVCTConfig
 from ..face.pose_box import draw_pose_boxes
-from .blocks import AntiAliasInterpolation2d
+from .blocks import AntiAliasInterpolation2d, inference
 from .keypoints import Keypoints
 
 POSE_SCALE = 0.25  # pose boxes 256² -> 64²
@@ -71,6 +71,37 @@ class DownResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = F.avg_pool2d(self.conv_block_1(self.conv_block_0(x)), 2)
         return residual + F.avg_pool2d(self.conv_block_s(x), 2)
+
+
+def _batch_norm_part(x: torch.Tensor, norm: nn.BatchNorm2d, part: slice) -> torch.Tensor:
+    """Eval-mode BN of the channels ``part`` of the BN's input, applied to ``x`` (those channels alone)."""
+    return F.batch_norm(x, norm.running_mean[part], norm.running_var[part], norm.weight[part], norm.bias[part],
+                        False, 0.0, norm.eps)
+
+
+def down_res_block_on_split_input(block: DownResBlock, upsampled: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+    """``block(cat([nearest×2(upsampled), shared]))`` for a ``shared`` map common to all N inputs, without
+    building the N-times repeated, concatenated input (inference only: BN in eval).
+
+    BN, LeakyReLU and the convolutions are per channel or linear in their input channels, so each conv
+    splits into its part on the upsampled channels and its part on the shared ones; the shared part runs
+    once (batch 1) and is broadcast. Per-channel BN and activation commute with nearest upsampling, so they
+    run at half resolution, and the 1×1 shortcut, average-pooled by 2, is the 1×1 conv at half resolution.
+    The same sums in another order (a test).
+
+    upsampled (N, Ca, h, w), shared (1, Cs, 2h, 2w) -> (N, out, h, w)."""
+    c = upsampled.shape[1]
+    own, common = slice(0, c), slice(c, None)
+    norm0, conv0 = block.conv_block_0.layers.norm, block.conv_block_0.layers.conv
+    norm_s, conv_s = block.conv_block_s.layers.norm, block.conv_block_s.layers.conv
+    act = block.conv_block_0.layers.act
+    z = F.interpolate(act(_batch_norm_part(upsampled, norm0, own)), scale_factor=2.0)        # (N, Ca, 2h, 2w)
+    hidden = (F.conv2d(z, conv0.weight[:, own], conv0.bias, padding=conv0.padding)
+              + F.conv2d(act(_batch_norm_part(shared, norm0, common)), conv0.weight[:, common], None,
+                         padding=conv0.padding))                                                # (N, hid, 2h, 2w)
+    shortcut = (F.conv2d(_batch_norm_part(upsampled, norm_s, own), conv_s.weight[:, own], conv_s.bias)
+                + F.avg_pool2d(F.conv2d(_batch_norm_part(shared, norm_s, common), conv_s.weight[:, common]), 2))
+    return F.avg_pool2d(block.conv_block_1(hidden), 2) + shortcut                               # (N, out, h, w)
 
 
 def _feature_cnn(in_ch: int, channels: tuple[int, ...]) -> nn.Sequential:
@@ -211,12 +242,16 @@ class AudioVisualCorrelationTransformer(nn.Module):
         """audio (N, 4, 41), reference feature_map (1 or N, C, 64, 64) -> (N, d_model)."""
         n = audio.shape[0]
         a = self.audio_embedding(audio.reshape(n, 1, *audio.shape[-2:]))                   # (N, C, 32, 32)
-        a = F.interpolate(a, size=feature_map.shape[-2:])                                   # nearest ×2
         if not self.cfg.use_audio:
             a = torch.zeros_like(a)
-        fm = feature_map.expand(n, *feature_map.shape[1:])
         if not self.cfg.use_kp_features:
-            fm = torch.zeros_like(fm)
+            feature_map = torch.zeros_like(feature_map)
+        if inference(self) and feature_map.shape[0] == 1 and feature_map.shape[-2:] == tuple(2 * s for s in a.shape[-2:]):
+            # one reference for all N frames: its half of the first block once (down_res_block_on_split_input)
+            first, rest = self.decodefeature_extract[0], self.decodefeature_extract[1:]
+            return rest(down_res_block_on_split_input(first, a, feature_map)).reshape(n, -1)
+        a = F.interpolate(a, size=feature_map.shape[-2:])                                   # nearest ×2
+        fm = feature_map.expand(n, *feature_map.shape[1:])
         return self.decodefeature_extract(torch.cat([a, fm], dim=1)).reshape(n, -1)
 
     # ---- windows -----------------------------------------------------------------------------
