@@ -1,4 +1,4 @@
-"""prefetch: the same items in the same order, computed ahead in a worker thread; the worker's errors
+"""prefetch and parallel_map: the same items in the same order, computed ahead in worker threads; their errors
 raise in the consumer, and a consumer that stops early stops the worker and closes its generator."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from avct.inference.prefetch import prefetch
+from avct.inference.prefetch import parallel_map, prefetch
 
 
 def test_same_items_in_order_computed_in_another_thread():
@@ -64,3 +64,45 @@ def test_stopping_early_stops_the_worker_and_closes_the_generator():
     stream.close()  # what leaving a for loop with an error or Ctrl-C does
     assert closed.is_set()
     assert not any(t.name == "avct-prefetch" for t in threading.enumerate())
+
+
+def test_parallel_map_gives_every_result_in_order_from_several_threads():
+    threads = set()
+
+    def slow_square(x: int) -> int:
+        threads.add((threading.current_thread().name, threading.get_ident()))
+        time.sleep(0.02 * (x % 3))  # later inputs often finish first
+        return x * x
+
+    assert list(parallel_map(slow_square, range(30), workers=3)) == [x * x for x in range(30)]
+    assert len(threads) > 1 and all(name == "avct-worker" for name, _ in threads)
+
+
+def test_parallel_map_runs_the_initializer_in_each_worker_and_stays_within_depth():
+    seen, started = [], []
+
+    def work(x: int) -> int:
+        started.append(x)
+        return x
+
+    stream = parallel_map(work, range(100), workers=2, depth=3,
+                          initializer=lambda: seen.append(threading.current_thread().name))
+    assert next(stream) == 0
+    time.sleep(0.3)
+    assert len(started) == 4  # item 0 taken, 3 more started at most
+    stream.close()
+    assert seen == ["avct-worker", "avct-worker"]
+    assert not any(t.name == "avct-worker" for t in threading.enumerate())
+
+
+def test_parallel_map_raises_an_error_in_its_items_place():
+    def work(x: int) -> int:
+        if x == 5:
+            raise ValueError("bad chunk")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="bad chunk"):
+        for item in parallel_map(work, range(10), workers=2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]

@@ -365,3 +365,35 @@ def test_fill_is_checked_and_read_from_any_job_source():
     assert GenerateOptions.from_mapping({"fill": "renderer"}).fill == "renderer"  # a form field, a CSV cell
     with pytest.raises(AvctError, match="fill must be one of auto, renderer, photo, got 'blur'"):
         GenerateOptions(fill="blur")
+
+
+def test_chunks_rendered_side_by_side_give_the_sequential_outputs(pipeline, speech_2s, data, monkeypatch):
+    """A job's frames render in worker threads, a chunk each (on a CPU with 2+ threads: two workers with
+    half the intra-op threads each): the same dense motion as the plain sequence of batches, in order."""
+    import threading
+
+    from avct.inference.devices import render_threads
+    from avct.inference.pipeline import chunk_bounds, load_reference
+
+    reference = load_reference(data / "image" / "obama_frontal_facerec.jpg")
+    _, speech = speech_2s
+    sequential = list(pipeline.render_outputs(reference, speech, picture=False))
+    seen = []
+    render_batch = pipeline._render_batch
+
+    def recording(*args, **kwargs):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return render_batch(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_render_batch", recording)
+    parallel = list(pipeline._parallel_render_outputs(reference, speech, picture=False))
+    assert [len(o["deformation"]) for o in parallel] == [len(o["deformation"]) for o in sequential]
+    for a, b in zip(parallel, sequential):
+        assert torch.allclose(a["deformation"], b["deformation"], atol=1e-5, rtol=0)
+    workers, intra_op = render_threads(torch.device("cpu"))
+    assert {name for name, _ in seen} == {"avct-worker"}
+    assert {threads for _, threads in seen} == {intra_op}
+    assert workers == (2 if torch.get_num_threads() >= 2 else 1)
+    # 50 frames: the first alone, one batch, then doubling, the tail halved for two workers
+    assert chunk_bounds(50, 8, 64) == [(0, 1), (1, 9), (9, 25), (25, 41), (41, 49), (49, 50)]
+    assert chunk_bounds(750, 8, 64)[4] == (57, 121) and chunk_bounds(750, 8, 64)[-1][1] == 750

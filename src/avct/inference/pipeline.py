@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
@@ -32,7 +33,7 @@ from ..models.motion import relative_motion
 from ..weights.store import AvctModels, load_models
 from .backends import renderer_for, resolve_backend
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
-from .prefetch import prefetch
+from .prefetch import parallel_map
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas, shows_picture
 
@@ -324,6 +325,38 @@ class Pipeline:
         """Yield the renderer's outputs batch by batch, in order: ``prediction`` (B, 3, 256, 256) in
         [0, 1] (not with ``picture=False``: the dense motion alone), ``deformation`` (B, 64, 64, 2) and
         ``occlusion_map`` (B, 1, 64, 64) when the weights have one; motion controls from ``options``."""
+        for job in self._render_jobs(reference, speech, chunk, options, picture):
+            yield from job()
+
+    def _parallel_render_outputs(self, reference: Reference, speech: Speech, chunk: int = 64, *,
+                                 options: GenerateOptions | None = None, picture: bool = True) -> Iterator[dict]:
+        """:meth:`render_outputs` computed ahead of the consumer in worker threads, a chunk of frames
+        each (the same outputs): on a CPU two, each with half the intra-op threads
+        (:func:`~avct.inference.devices.render_threads`), where the renderer may be called from two
+        threads at once (eager torch; one OpenVINO request or a compiled graph runs alone)."""
+        from .devices import render_threads
+
+        workers, intra_op = render_threads(self.device)
+        if self.compiled or (picture and self.backend != "torch"):
+            workers, intra_op = 1, torch.get_num_threads()
+        self._renderer(picture)  # built here, not by two workers at once
+        stop = threading.Event()  # set when the consumer leaves: the workers drop their chunks' other batches
+        chunks = parallel_map(lambda job: job(stop), self._render_jobs(reference, speech, chunk, options, picture),
+                              workers=workers, initializer=lambda: torch.set_num_threads(intra_op))
+        try:
+            for outputs in chunks:
+                yield from outputs
+        finally:
+            stop.set()
+            chunks.close()
+
+    def _render_jobs(self, reference: Reference, speech: Speech, chunk: int, options: GenerateOptions | None,
+                     picture: bool) -> list[Callable[[threading.Event | None], list[dict]]]:
+        """The rendering of a job as independent jobs, in order, each rendering a chunk of frames (its
+        keypoints, then its batches; no more batches once the event it is given is set) when called, in
+        any thread: what depends on the whole job (poses, the
+        reference's encoding, the first frame's keypoints, which all motion is relative to) is computed
+        here, in the caller's thread. Chunks as :func:`chunk_bounds`."""
         from .motion_controls import head_scale, scale_common_translation
 
         n = speech.num_frames
@@ -332,21 +365,31 @@ class Pipeline:
         options = options or GenerateOptions()
         poses = self.controlled_head_poses(reference, speech, options)
         keep_head = head_scale(options)
+
+        def keypoints(start: int, stop: int) -> Keypoints:
+            return self._mouth_scaled_keypoints(speech, poses, feature_map, start, stop,
+                                                options.mouth_scale).to(torch.float32)
+
         with torch.inference_mode():
             kp_src, feature_map, source = self._encode_reference(reference)
-            kp_initial = None
-            # the first chunk is the first frame alone: it comes without waiting for a chunk or a batch
-            starts = [0, *range(1, n, max(chunk, self.batch_size))]
-            for start, stop in zip(starts, [*starts[1:], n]):
-                kp_drv = self._mouth_scaled_keypoints(speech, poses, feature_map, start, stop,
-                                                      options.mouth_scale).to(torch.float32)
-                if kp_initial is None:
-                    kp_initial = kp_drv[0:1]
-                if keep_head != 1.0:
-                    kp_drv = scale_common_translation(kp_drv, kp_initial, keep_head)
-                kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
-                for b in range(0, len(kp_norm.value), self.batch_size):
-                    yield self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size], picture)
+            kp_initial = keypoints(0, 1)
+
+        def job(start: int, stop: int) -> Callable[[threading.Event | None], list[dict]]:
+            def render(cancelled: threading.Event | None = None) -> list[dict]:
+                with torch.inference_mode():  # a thread's state: entered in the thread that renders
+                    kp_drv = kp_initial if start == 0 else keypoints(start, stop)
+                    if keep_head != 1.0:
+                        kp_drv = scale_common_translation(kp_drv, kp_initial, keep_head)
+                    kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
+                outputs = []
+                for b in range(0, stop - start, self.batch_size):
+                    if cancelled is not None and cancelled.is_set():
+                        break
+                    outputs.append(self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size], picture))
+                return outputs
+            return render
+
+        return [job(start, stop) for start, stop in chunk_bounds(n, self.batch_size, chunk)]
 
     def _encode_reference(self, reference: Reference):
         """What depends on the reference only, once per video: its keypoints, the AVCT's keypoint
@@ -362,8 +405,9 @@ class Pipeline:
             pad = self.batch_size - n
             kp_driving = Keypoints(torch.cat([kp_driving.value, kp_driving.value[-1:].expand(pad, -1, -1)]),
                                    torch.cat([kp_driving.jacobian, kp_driving.jacobian[-1:].expand(pad, -1, -1, -1)]))
-        out = self._renderer(picture)(source, kp_src, kp_driving)
-        return {key: out[key][:n].float() for key in ("prediction", "deformation", "occlusion_map") if key in out}
+        with torch.inference_mode():
+            out = self._renderer(picture)(source, kp_src, kp_driving)
+            return {key: out[key][:n].float() for key in ("prediction", "deformation", "occlusion_map") if key in out}
 
     @staticmethod
     def _to_uint8(pred: torch.Tensor) -> np.ndarray:
@@ -391,9 +435,9 @@ class Pipeline:
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
                              reference.landmarks if lips else None)
         openings = self.mouth_openings(speech, canvas.mouth, options) if canvas.mouth is not None else None
-        outputs = self.render_outputs(reference, speech, chunk, options=options,
-                                      picture=shows_picture(options, canvas))
-        yield from compose_frames(SharpCompositor(canvas), prefetch(outputs), openings)
+        outputs = self._parallel_render_outputs(reference, speech, chunk, options=options,
+                                                picture=shows_picture(options, canvas))
+        yield from compose_frames(SharpCompositor(canvas), outputs, openings)
 
     def lip_apertures(self, speech: Speech) -> np.ndarray:
         """(num_frames,) the lip-aperture network's prediction for every frame (inter-ocular units)."""
@@ -508,6 +552,23 @@ def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: s
                                     progress=bar.frames)
     finally:
         bar.close()
+
+
+def chunk_bounds(n: int, batch: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) of the chunks of frames whose keypoints are predicted and rendered together: the
+    first frame alone (it comes without waiting for a batch), then one batch, then chunks doubling up to
+    ``chunk`` frames, and never more than half of what remains (in whole batches). Why: predicting a
+    chunk's keypoints reads the AVCT window's 2·5 frames beyond it, so long chunks waste less; short
+    ones at the start let the first frames come sooner, and at the end let two workers finish together
+    (:meth:`Pipeline.frames` renders chunks side by side)."""
+    bounds, start, size = [], 0, 1
+    while start < n:
+        stop = min(n, start + size)
+        bounds.append((start, stop))
+        start = stop
+        half = -(-(n - start) // (2 * batch)) * batch
+        size = max(batch, min(max(chunk, batch), 2 * size, half))
+    return bounds
 
 
 def _chunks(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

@@ -1,19 +1,25 @@
-"""Run a generator one step ahead in a worker thread, so that its work overlaps the consumer's.
+"""Work ahead of the consumer in worker threads, so that it overlaps the consumer's own work.
 
 Why: per batch of frames the renderer (OpenVINO or torch kernels, which release the GIL) and the
 sharp compositor plus the video encoder (OpenCV, NumPy, x264, which also release it for most of their
-time) took turns on the CPU; run side by side they fill the cores' idle moments. The worker holds at
-most ``depth`` finished items, so memory stays bounded; its exceptions re-raise in the consumer, and
-leaving the consumer (an error, Ctrl-C, ``close()``) stops the worker after its current item.
+time) took turns on the CPU; run side by side they fill the cores' idle moments.
+
+``prefetch`` runs a generator ahead in one thread. ``parallel_map`` runs a function over a sequence of
+inputs in several threads, results in order: on a 2-core CPU two renderer threads with one intra-op
+thread each do the same frames with less CPU than one renderer thread with two (no barrier between the
+halves of every operation, nor spinning threads), leaving more of the cores to the compositor.
+
+Both hold at most ``depth`` items that the consumer has not taken yet (started or finished), so memory
+stays bounded; an exception re-raises in the consumer in its item's place, and leaving the consumer
+(an error, Ctrl-C, ``close()``) stops the workers after their current item.
 """
 from __future__ import annotations
 
-import queue
 import threading
-from typing import Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
+A = TypeVar("A")
 T = TypeVar("T")
-_END = object()
 
 
 class _Failed:
@@ -22,42 +28,94 @@ class _Failed:
 
 
 def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Yield what ``items`` yields, in order, computing up to ``depth`` items ahead in a worker thread."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    """Yield what ``items`` yields, in order, computing up to ``depth`` items ahead in a worker thread
+    (``depth`` waiting, one more in the making)."""
+    return parallel_map(_same, items, workers=1, depth=depth + 1, name="avct-prefetch")
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+
+def _same(item: T) -> T:
+    return item
+
+
+def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: int = 2, depth: int | None = None,
+                 initializer: Callable[[], None] | None = None, name: str = "avct-worker") -> Iterator[T]:
+    """Yield ``function(x)`` for each x of ``inputs``, in order, computed in ``workers`` threads.
+
+    The threads take the next input in turn (``inputs`` is iterated in them, one at a time, so a
+    generator's own work runs there too) and work on up to ``depth`` (default: ``workers``) items
+    beyond what was yielded. ``initializer()`` runs first in each thread (e.g. its torch thread count)."""
+    depth = max(1, workers if depth is None else depth)
+    source = iter(inputs)
+    done: dict[int, object] = {}       # index -> result or _Failed, until yielded
+    state = {"next": 0, "end": None}   # next index to hand out; index of the end (None: not reached)
+    lock = threading.Condition()
+    room = threading.Semaphore(depth)  # items started but not yet yielded
+    stop = threading.Event()
 
     def work() -> None:
         try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
+            if initializer is not None:
+                initializer()
         except BaseException as e:  # handed to the consumer, raised there
-            put(_Failed(e))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=work, name="avct-prefetch", daemon=True)
-    worker.start()
-    try:
+            with lock:
+                done.setdefault(-1, _Failed(e))
+                lock.notify_all()
+            return
         while True:
-            item = ready.get()
-            if item is _END:
+            room.acquire()
+            if stop.is_set():
                 return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
+            with lock:
+                if state["end"] is not None:
+                    room.release()
+                    return
+                index = state["next"]
+                try:
+                    item = next(source)  # under the lock: a generator is never entered twice at once
+                except StopIteration:
+                    state["end"] = index
+                    lock.notify_all()
+                    room.release()
+                    return
+                except BaseException as e:
+                    state["end"] = index + 1
+                    done[index] = _Failed(e)
+                    lock.notify_all()
+                    return
+                state["next"] = index + 1
+            try:
+                result = function(item)
+            except BaseException as e:
+                result = _Failed(e)
+            with lock:
+                done[index] = result
+                lock.notify_all()
+
+    threads = [threading.Thread(target=work, name=name, daemon=True) for i in range(max(1, workers))]
+    for t in threads:
+        t.start()
+    try:
+        index = 0
+        while True:
+            with lock:
+                while index not in done and -1 not in done and state["end"] != index:
+                    lock.wait()
+                if -1 in done:
+                    raise done.pop(-1).error  # type: ignore[union-attr]
+                if index not in done:
+                    return  # the end
+                result = done.pop(index)
+            room.release()
+            if isinstance(result, _Failed):
+                raise result.error
+            yield result  # type: ignore[misc]
+            index += 1
     finally:
         stop.set()
-        worker.join()
+        for _ in threads:
+            room.release()  # wake workers waiting for room
+        for t in threads:
+            t.join()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
