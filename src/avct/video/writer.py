@@ -31,7 +31,7 @@ from ..errors import AvctError
 from ..io_utils import atomic_path, chmod_default, replace_folder
 from ..media import FPS
 from .audio_feed import AudioFeed
-from .pyav import av_module, reason, sws_encode_flags
+from .pyav import av_module, reason, sws_flags
 
 __all__ = ["VideoWriter", "write_video", "check_output_name"]
 
@@ -281,7 +281,7 @@ class VideoWriter:
                 self._reformatter = av.video.reformatter.VideoReformatter()
             vf = av.VideoFrame.from_ndarray(_pad_even(arr), format="rgb24")
             vf = self._reformatter.reformat(vf, format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
-                                            interpolation=sws_encode_flags())
+                                            interpolation=sws_flags())
             vf.pts = self.frames_written
             vf.time_base = 1 / self.fps
             self._mux(self._vstream.encode(vf))
