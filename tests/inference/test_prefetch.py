@@ -1,5 +1,6 @@
-"""prefetch and parallel_map: the same items in the same order, computed ahead in worker threads; their errors
-raise in the consumer, and a consumer that stops early stops the worker and closes its generator."""
+"""parallel_map: the same results in the same order, computed ahead in worker threads within a bounded
+depth; errors raise in the consumer in their item's place, and a consumer that stops early stops the
+workers and closes the input generator."""
 from __future__ import annotations
 
 import threading
@@ -7,10 +8,14 @@ import time
 
 import pytest
 
-from avct.inference.prefetch import parallel_map, prefetch
+from avct.inference.prefetch import parallel_map
 
 
-def test_same_items_in_order_computed_in_another_thread():
+def _same(item):
+    return item
+
+
+def test_a_generator_is_run_ahead_in_a_worker_thread_in_order():
     threads = []
 
     def items():
@@ -18,38 +23,23 @@ def test_same_items_in_order_computed_in_another_thread():
             threads.append(threading.current_thread().name)
             yield i
 
-    assert list(prefetch(items(), depth=2)) == list(range(20))
-    assert set(threads) == {"avct-prefetch"}
+    assert list(parallel_map(_same, items(), workers=1, depth=3)) == list(range(20))
+    assert set(threads) == {"avct-worker"}
 
 
-def test_the_worker_runs_ahead_by_at_most_depth():
-    made = []
-
-    def items():
-        for i in range(10):
-            made.append(i)
-            yield i
-
-    stream = prefetch(items(), depth=2)
-    assert next(stream) == 0
-    time.sleep(0.3)  # time for the worker to run as far ahead as it may
-    assert len(made) == 4  # item 0 taken, 1 and 2 waiting, 3 made and waiting for room
-    stream.close()
-
-
-def test_an_error_in_the_worker_raises_in_the_consumer_after_the_items_before_it():
+def test_an_error_in_the_inputs_raises_in_the_consumer_after_the_items_before_it():
     def items():
         yield 1
         raise ValueError("bad batch")
 
     got = []
     with pytest.raises(ValueError, match="bad batch"):
-        for item in prefetch(items()):
+        for item in parallel_map(_same, items(), workers=2):
             got.append(item)
     assert got == [1]
 
 
-def test_stopping_early_stops_the_worker_and_closes_the_generator():
+def test_stopping_early_stops_the_workers_and_closes_the_generator():
     closed = threading.Event()
 
     def items():
@@ -59,11 +49,11 @@ def test_stopping_early_stops_the_worker_and_closes_the_generator():
         finally:
             closed.set()
 
-    stream = prefetch(items(), depth=1)
+    stream = parallel_map(_same, items(), workers=2)
     assert next(stream) == 0
     stream.close()  # what leaving a for loop with an error or Ctrl-C does
     assert closed.is_set()
-    assert not any(t.name == "avct-prefetch" for t in threading.enumerate())
+    assert not any(t.name == "avct-worker" for t in threading.enumerate())
 
 
 def test_parallel_map_gives_every_result_in_order_from_several_threads():

@@ -64,9 +64,9 @@ def render_threads(device: torch.device) -> tuple[int, int]:
 
     Why: on a CPU, two renderer threads with half the intra-op threads each spend less CPU on the same
     frames than one with all of them (each operation split in two pays a barrier, and the waiting half
-    spins), which leaves more of the cores to the compositor and the encoder beside them: on 2 cores
-    ~20 % fewer CPU seconds a frame, measured (benchmarks/first_frame.py). Elsewhere one worker with
-    the process' own threads."""
+    spins), which leaves more of the cores to the compositor and the encoder beside them: on 2 cores a
+    job's frames took 36.7 instead of 43.1 ms each (README, Speed). Elsewhere one worker with the
+    process' own threads."""
     if device.type != "cpu":
         return 1, torch.get_num_threads()
     threads = torch.get_num_threads()

@@ -354,9 +354,9 @@ class Pipeline:
                      picture: bool) -> list[Callable[[threading.Event | None], list[dict]]]:
         """The rendering of a job as independent jobs, in order, each rendering a chunk of frames (its
         keypoints, then its batches; no more batches once the event it is given is set) when called, in
-        any thread: what depends on the whole job (poses, the
-        reference's encoding, the first frame's keypoints, which all motion is relative to) is computed
-        here, in the caller's thread. Chunks as :func:`chunk_bounds`."""
+        any thread. What depends on the whole job (poses, the reference's encoding, the first frame's
+        keypoints, which all motion is relative to) is computed here, in the caller's thread. Chunks as
+        :func:`chunk_bounds`."""
         from .motion_controls import head_scale, scale_common_translation
 
         n = speech.num_frames

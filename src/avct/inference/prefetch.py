@@ -4,14 +4,13 @@ Why: per batch of frames the renderer (OpenVINO or torch kernels, which release 
 sharp compositor plus the video encoder (OpenCV, NumPy, x264, which also release it for most of their
 time) took turns on the CPU; run side by side they fill the cores' idle moments.
 
-``prefetch`` runs a generator ahead in one thread. ``parallel_map`` runs a function over a sequence of
-inputs in several threads, results in order: on a 2-core CPU two renderer threads with one intra-op
-thread each do the same frames with less CPU than one renderer thread with two (no barrier between the
-halves of every operation, nor spinning threads), leaving more of the cores to the compositor.
-
-Both hold at most ``depth`` items that the consumer has not taken yet (started or finished), so memory
-stays bounded; an exception re-raises in the consumer in its item's place, and leaving the consumer
-(an error, Ctrl-C, ``close()``) stops the workers after their current item.
+``parallel_map`` runs a function over a sequence of inputs in worker threads, results in order: on a
+2-core CPU two renderer threads with one intra-op thread each do the same frames with less CPU than one
+renderer thread with two (no barrier between the halves of every operation, nor spinning threads),
+leaving more of the cores to the compositor. It holds at most ``depth`` items that the consumer has not
+taken yet (started or finished), so memory stays bounded; an exception re-raises in the consumer in its
+item's place, and leaving the consumer (an error, Ctrl-C, ``close()``) stops the workers after their
+current item.
 """
 from __future__ import annotations
 
@@ -25,16 +24,6 @@ T = TypeVar("T")
 class _Failed:
     def __init__(self, error: BaseException):
         self.error = error
-
-
-def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Yield what ``items`` yields, in order, computing up to ``depth`` items ahead in a worker thread
-    (``depth`` waiting, one more in the making)."""
-    return parallel_map(_same, items, workers=1, depth=depth + 1, name="avct-prefetch")
-
-
-def _same(item: T) -> T:
-    return item
 
 
 def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: int = 2, depth: int | None = None,
@@ -77,7 +66,7 @@ def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: in
                     lock.notify_all()
                     room.release()
                     return
-                except BaseException as e:
+                except BaseException as e:  # raised in the consumer in this item's place; the end
                     state["end"] = index + 1
                     done[index] = _Failed(e)
                     lock.notify_all()
@@ -91,7 +80,7 @@ def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: in
                 done[index] = result
                 lock.notify_all()
 
-    threads = [threading.Thread(target=work, name=name, daemon=True) for i in range(max(1, workers))]
+    threads = [threading.Thread(target=work, name=name, daemon=True) for _ in range(max(1, workers))]
     for t in threads:
         t.start()
     try:
