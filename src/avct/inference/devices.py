@@ -59,17 +59,19 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def render_threads(device: torch.device) -> tuple[int, int]:
-    """(worker threads, intra-op threads each) for rendering batches of frames side by side.
+def render_threads(device: torch.device, concurrent_calls: bool = True) -> tuple[int, int]:
+    """(worker threads, intra-op threads each) for rendering batches of frames side by side;
+    ``concurrent_calls``: whether the renderer may be called from two threads at once (eager torch; not
+    one OpenVINO request, nor a compiled graph).
 
     Why: on a CPU, two renderer threads with half the intra-op threads each spend less CPU on the same
     frames than one with all of them (each operation split in two pays a barrier, and the waiting half
     spins), which leaves more of the cores to the compositor and the encoder beside them: on 2 cores a
-    job's frames took 36.7 instead of 43.1 ms each (README, Speed). Elsewhere one worker with the
-    process' own threads."""
-    if device.type != "cpu":
-        return 1, torch.get_num_threads()
+    job's frames took 36.7 instead of 43.1 ms each (README, Speed). Elsewhere, or where the renderer
+    allows one call at a time, one worker with the process' own threads."""
     threads = torch.get_num_threads()
+    if device.type != "cpu" or not concurrent_calls:
+        return 1, threads
     workers = 2 if threads >= 2 else 1
     return workers, max(1, threads // workers)
 

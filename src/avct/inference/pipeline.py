@@ -336,9 +336,8 @@ class Pipeline:
         threads at once (eager torch; one OpenVINO request or a compiled graph runs alone)."""
         from .devices import render_threads
 
-        workers, intra_op = render_threads(self.device)
-        if self.compiled or (picture and self.backend != "torch"):
-            workers, intra_op = 1, torch.get_num_threads()
+        concurrent = not self.compiled and (not picture or self.backend == "torch")  # eager torch renders
+        workers, intra_op = render_threads(self.device, concurrent)
         self._renderer(picture)  # built here, not by two workers at once
         stop = threading.Event()  # set when the consumer leaves: the workers drop their chunks' other batches
         chunks = parallel_map(lambda job: job(stop), self._render_jobs(reference, speech, chunk, options, picture),

@@ -36,6 +36,7 @@ def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: in
     depth = max(1, workers if depth is None else depth)
     source = iter(inputs)
     done: dict[int, object] = {}       # index -> result or _Failed, until yielded
+    failed_start: list[BaseException] = []  # an initializer's error, raised in the consumer
     state = {"next": 0, "end": None}   # next index to hand out; index of the end (None: not reached)
     lock = threading.Condition()
     room = threading.Semaphore(depth)  # items started but not yet yielded
@@ -47,7 +48,7 @@ def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: in
                 initializer()
         except BaseException as e:  # handed to the consumer, raised there
             with lock:
-                done.setdefault(-1, _Failed(e))
+                failed_start.append(e)
                 lock.notify_all()
             return
         while True:
@@ -87,10 +88,10 @@ def parallel_map(function: Callable[[A], T], inputs: Iterable[A], *, workers: in
         index = 0
         while True:
             with lock:
-                while index not in done and -1 not in done and state["end"] != index:
+                while index not in done and not failed_start and state["end"] != index:
                     lock.wait()
-                if -1 in done:
-                    raise done.pop(-1).error  # type: ignore[union-attr]
+                if failed_start:
+                    raise failed_start[0]
                 if index not in done:
                     return  # the end
                 result = done.pop(index)
