@@ -94,7 +94,10 @@ class LipApertureConfig:
     ``dilations``: the 25 fps residual blocks' dilations (context ±(1 + sum) frames); ``dropout``: on
     the hidden channels while training; ``members``: independently initialised copies of the network
     run side by side (grouped convolutions), each trained on its own loss, the prediction their mean
-    (an ensemble: less of any one copy's fit to the training voices)."""
+    (an ensemble: less of any one copy's fit to the training voices). ``typical_spread``: how much a
+    speaker's lips move over an utterance (std of the aperture) in the training clips, their median;
+    set by ``avct train lips`` from its data, 0 in weights trained before it existed
+    (:meth:`avct.models.lip_aperture.LipApertureNet.predict` says why)."""
 
     width: int = 48
     dilations: tuple[int, ...] = (1, 2, 4, 8)
@@ -102,6 +105,7 @@ class LipApertureConfig:
     phoneme_dim: int = 16
     num_phonemes: int = 41
     members: int = 1
+    typical_spread: float = 0.0
 
 
 @dataclass(frozen=True)

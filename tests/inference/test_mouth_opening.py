@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avct.inference.mouth_opening import (JAW, UPPER, MouthShape, aperture_changes, open_mouth, pause_frames,
+from avct.inference.mouth_opening import (JAW, PAUSE_FRAMES, UPPER, MouthShape, aperture_changes, open_mouth, pause_frames,
                                          rest_in_pauses)
 
 from support.shared_files import VIDEOS, require
@@ -111,21 +111,22 @@ def test_predictions_are_read_from_their_rest_level_and_the_photo_keeps_its_mout
 
 
 def test_pauses_are_runs_of_quiet_frames_and_the_lips_rest_in_them():
-    frames = 30
+    frames = 40
     features = np.zeros((frames * 4, 41))
     features[:, 13:39] = -2.0                       # speech
-    features[10 * 4:15 * 4, 13:39] = -2.0 - 6.0     # frames 10-14: 26 dB quieter, a pause
-    features[20 * 4:22 * 4, 13:39] = -2.0 - 6.0     # frames 20-21: a dip between syllables, too short
-    features[25 * 4:, 13:39] = -2.0 - 3.0           # frames 25-29: 13 dB quieter, still speech
+    features[10 * 4:22 * 4, 13:39] = -2.0 - 6.0     # frames 10-21: 26 dB quieter for 0.48 s, a pause
+    features[26 * 4:34 * 4, 13:39] = -2.0 - 6.0     # frames 26-33: 0.32 s, a gap between words: too short
+    features[35 * 4:, 13:39] = -2.0 - 3.0           # frames 35-39: 13 dB quieter, still speech
     pause = pause_frames(features, frames)
-    assert np.flatnonzero(pause).tolist() == list(range(10, 15))
+    assert PAUSE_FRAMES == 10
+    assert np.flatnonzero(pause).tolist() == list(range(10, 22))
     predicted = np.linspace(0.0, 0.29, frames)      # the network opening the mouth through the pause
     rested = rest_in_pauses(predicted, pause)
     rest = np.percentile(predicted, 5)
-    np.testing.assert_allclose(rested[11:14], rest)                      # the pause's inside is at rest
+    np.testing.assert_allclose(rested[11:21], rest)                      # the pause's inside is at rest
     assert rested[9] == pytest.approx((predicted[8] + predicted[9] + rest) / 3)   # eased into the pause
     np.testing.assert_array_equal(rested[:9], predicted[:9])            # speech untouched
-    np.testing.assert_array_equal(rested[16:], predicted[16:])
+    np.testing.assert_array_equal(rested[23:], predicted[23:])
     np.testing.assert_array_equal(rest_in_pauses(predicted, np.zeros(frames, bool)), predicted)
 
 
@@ -147,7 +148,8 @@ def constant_lip_model(aperture: float):
 
 def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     """Bundled renderer, head held still, a lip model whose predictions are the photo's own closed mouth
-    in the speech's pauses (its first 6 frames here) and that + 0.15 elsewhere: dlib reads the speaking
+    in the speech's pauses (here a lead-in of faint noise, 0.4 s: the shortest pause that rests the lips)
+    and that + 0.15 elsewhere: dlib reads the speaking
     frames' mouths 0.05-0.2 wider than without the lip model (its inner-lip points find about half to
     all of a stretched gap at 256²), the paused ones as before (within 0.03: only the AVCT's keypoints
     move the lips there); with mouth_scale 0 (no speech-caused motion at all) every frame's mouth is
@@ -162,6 +164,10 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     from avct.eval.lips import mouth_aperture
     from avct.face.landmarks import detect_faces
 
+    from avct.audio.decode import load_audio
+    from avct.eval.heldout import write_wav
+    from avct.media import SAMPLE_RATE
+
     from support.media_files import first_seconds
 
     root = Path(__file__).resolve().parents[2]
@@ -170,9 +176,12 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     photo = read_image(root / "examples" / "astronaut.png")
     reference = load_reference(photo)
     own = MouthShape.from_landmarks(reference.landmarks).aperture
-    speech = load_speech(first_seconds(root / "examples" / "speech_librivox_austen_7s.wav", tmp_path / "s.wav", 0.6))
+    clip = load_audio(first_seconds(root / "examples" / "speech_librivox_austen_7s.wav", tmp_path / "s.wav", 0.6))
+    lead_in = np.random.default_rng(0).normal(0.0, 3.0, SAMPLE_RATE * 2 // 5)   # 0.4 s of faint noise
+    speech = load_speech(write_wav(tmp_path / "lead_in.wav", np.concatenate([lead_in, clip.samples])))
     pause = pause_frames(speech.features, speech.num_frames)
-    assert pause[:6].all() and not pause[6:].any()  # the recording starts with a breath's silence
+    k = int(np.argmin(pause))                        # the leading pause's length
+    assert k >= PAUSE_FRAMES and not pause[k:].any()
     still = GenerateOptions(still=True, crop_only=True)
 
     def apertures(pipeline, options):
@@ -186,8 +195,8 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     unscaled = apertures(pipeline, still.replace(mouth_scale=0.0))
     assert np.ptp(unscaled) < 1e-9 and np.abs(np.array(closed) - unscaled[0]).max() < 0.03
     change = np.array(opened) - np.array(closed)
-    assert np.abs(change[:5]).max() < 0.03, change.round(3)           # frame 5 eases into the speech
-    assert 0.05 <= change[7:].min() and change[7:].max() <= 0.2, change.round(3)
+    assert np.abs(change[:k - 1]).max() < 0.03, change.round(3)       # frame k - 1 eases into the speech
+    assert 0.05 <= change[k + 1:].min() and change[k + 1:].max() <= 0.2, change.round(3)
 
 
 def test_the_mouth_is_found_with_and_without_the_crop():

@@ -2,6 +2,7 @@
 fbank's utterance mean is removed, so a constant dB offset per band changes nothing)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from avct.config import LipApertureConfig
@@ -75,6 +76,21 @@ def test_members_are_independent_networks_whose_mean_is_the_output():
     for k in range(3):
         assert torch.allclose(members[k], singles[k], atol=1e-5)
     assert torch.allclose(ensemble(rows[None], phonemes[None])[0], torch.stack(singles).mean(0), atol=1e-5)
+
+
+def test_prediction_moves_as_much_as_the_training_speakers_typically_do():
+    """With ``typical_spread`` the utterance's swings are scaled to it: same average, same timing."""
+    torch.manual_seed(0)
+    plain = LipApertureNet(LipApertureConfig(members=3)).eval()
+    with torch.no_grad():
+        plain.head.bias.fill_(1.0)                 # apertures well above 0: nothing clamped
+    typical = LipApertureNet(LipApertureConfig(members=3, typical_spread=0.06)).eval()
+    typical.load_state_dict(plain.state_dict())
+    rows, phonemes = random_speech(60, seed=3)
+    before, after = plain.predict(rows, phonemes), typical.predict(rows, phonemes)
+    assert after.std().item() == pytest.approx(0.06, rel=1e-4)
+    assert after.mean().item() == pytest.approx(before.mean().item(), abs=1e-5)
+    assert torch.corrcoef(torch.stack([after, before]))[0, 1] > 0.9999
 
 
 def test_ensemble_prediction_keeps_the_members_spread():

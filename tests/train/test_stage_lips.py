@@ -124,3 +124,8 @@ def test_engine_run_exports_weights_generation_loads(talking_dataset, tmp_path):
     assert models.lip_aperture is not None and models.generator is None
     scale = models.lip_aperture.input_scale
     assert scale.shape == (26,) and not torch.equal(scale, torch.ones(26))  # fixed from the data
+    # how much the lips move is fixed from the data too: the median over clips of each clip's aperture std
+    spreads = [aperture_curve(list(np.load(talking_dataset / "clips" / c / "landmarks.npy").astype(np.float64)))
+               .std() for c in ("obama_00", "obama_01")]
+    assert models.config.lip_aperture.typical_spread == pytest.approx(float(np.median(spreads)), rel=1e-6)
+    assert models.config.lip_aperture.typical_spread > 0.01  # the mouth of this data opens by 4 ± 4 px

@@ -96,7 +96,7 @@ class MouthShape:
 
 REST_PERCENTILE = 5   # the lowest apertures the network predicts for an utterance: its "lips at rest"
 PAUSE_DB = 20.0       # a frame this far below the speech level (90th percentile of frame energies) is quiet
-PAUSE_FRAMES = 3      # ... and quiet frames in a row this long make a pause, where the lips rest
+PAUSE_FRAMES = 10     # ... and quiet frames in a row this long (0.4 s) make a pause, where the lips rest
 
 
 def rest_level(predicted: np.ndarray) -> float:
@@ -127,7 +127,12 @@ def pause_frames(features: np.ndarray, num_frames: int) -> np.ndarray:
 
     Why a rule beside the network: speakers often open the mouth to breathe in before a phrase, and the
     network learned that from its clips; on a held-out clip it opened the mouth to 0.29 in a silent
-    pause where the real one stayed at 0.04. Nobody expects a talking photo to gape in silence."""
+    pause where the real one stayed at 0.04. Nobody expects a talking photo to gape in silence.
+    Only pauses of 0.4 s and longer: in the shorter quiet runs between words, real lips are still
+    moving (in the 22 training clips with quiet frames, the real aperture averaged 0.11 in them and 0.11
+    in speech). In two-fold cross-speaker validation on the 25 training speakers, resting in runs of
+    10 frames instead of 3 raised the correlation with the real aperture from 0.41 to 0.45 and doubled
+    the clips whose aperture in silence was within 0.02 of the real one (18 % -> 36 %)."""
     rows = np.asarray(features[: num_frames * 4, 13:39], np.float64).reshape(num_frames, 4, 26)
     power = np.log(np.exp(rows).sum(axis=2).mean(axis=1) + 1e-12)          # natural log of power
     if not len(power):

@@ -93,14 +93,19 @@ class LipApertureNet(nn.Module):
     def predict(self, rows: torch.Tensor, phonemes: torch.Tensor) -> torch.Tensor:
         """(4·N, 41) rows and (N,) phoneme ids of a whole utterance -> (N,) apertures, never below 0.
 
-        Where the members disagree their mean moves less than any of them (averaging cancels what they
-        do not share): the mean's swings about its own average are scaled back up to the members'
-        typical spread over the utterance, so the ensemble keeps the mean's timing with a single
-        network's amplitude (with one member this changes nothing)."""
+        The prediction's swings about its own average are scaled to ``typical_spread``, the training
+        speakers' typical amount of lip motion: the network's timing is kept, its amount is not. Why:
+        how much a person moves the lips is their own (the real spread ranged 0.020-0.086 over the 25
+        training clips), and the network cannot hear it. In two-fold cross-speaker validation on those
+        clips its own spread per utterance correlated -0.33 with the real one; the typical spread put
+        the amplitude ratio within 0.6-1.5 for 19 of the 25, its own spread for 8.
+        Weights without ``typical_spread`` keep the members' typical spread (the mean of M members
+        moves less than any of them, as averaging cancels what they do not share)."""
         n = min(rows.shape[0] // ROWS_PER_FRAME, phonemes.shape[0])
         members = self.member_apertures(rows[None, :n * ROWS_PER_FRAME].float(), phonemes[None, :n].long())[0]  # (M, N)
         mean = members.mean(dim=0)
-        if len(members) > 1 and n > 1 and (spread := mean.std()) > 0:
+        target = self.cfg.typical_spread or (members.std(dim=1).mean() if len(members) > 1 else 0.0)
+        if target and n > 1 and (spread := mean.std()) > 0:
             centre = mean.mean()
-            mean = centre + (mean - centre) * (members.std(dim=1).mean() / spread)
+            mean = centre + (mean - centre) * (target / spread)
         return mean.clamp_min(0.0)

@@ -10,6 +10,7 @@ Exports the ``lip_aperture`` component only.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,11 @@ class ApertureWindows(torch.utils.data.Dataset):
                    .reshape(-1, 41)[:, SPECTRAL] - self.means[c] for c in range(len(self.data))]
         return np.concatenate(centred).std(0).clip(1e-3)
 
+    def typical_spread(self) -> float:
+        """The median over clips of each clip's aperture std: how much a speaker's lips typically move
+        (``LipApertureConfig.typical_spread``)."""
+        return float(np.median([np.nanstd(a) for a in self.apertures if np.isfinite(a).sum() > 1]))
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         c, start = self.windows[index]
         rows = np.array(self.data.clip(c).feature_rows(start, start + self.seq_len), np.float32).reshape(-1, 41)
@@ -125,13 +131,16 @@ class LipsStage(Stage):
             raise AvctError("the lips stage needs a LipsTrainConfig")
         self.config: LipsTrainConfig = ctx.config
         self.model_config = self.config.model_config()
-        self.model = LipApertureNet(self.model_config.lip_aperture)
         self._data: ApertureWindows | None = None
+        if ctx.data_dir is not None:  # how much the lips move is data, fixed before the first step
+            self.model_config = replace(self.model_config, lip_aperture=replace(
+                self.model_config.lip_aperture, typical_spread=self.dataset().typical_spread()))
+        self.model = LipApertureNet(self.model_config.lip_aperture)
         if "lips" in ctx.init:  # fine-tune earlier weights
             models = load_models(ctx.init["lips"])
             models.require("lip_aperture", source=str(ctx.init["lips"]))
             load_state_checked(self.model, models.lip_aperture.state_dict(), f"{ctx.init['lips']} [lip_aperture]")
-        elif ctx.data_dir is not None:  # the input scale is data, fixed before the first step
+        elif ctx.data_dir is not None:  # the input scale is data too
             self.model.input_scale.copy_(torch.from_numpy(self.dataset().spectral_spread()))
 
     def trainable(self) -> dict[str, nn.Module]:
