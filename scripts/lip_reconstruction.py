@@ -14,6 +14,10 @@ Videos are first prepared by `avct preprocess --no-phonemes` into DIR/data (the 
                   lip-aperture network can get, i.e. how well the mouth warp shows a given aperture.
   audio           (--audio) the whole model from frame 0 + the clip's audio (the default sharp output,
                   the mouth opened by the lip-aperture network when the weights have one).
+  photo           (--audio) what a user gets: `avct generate`'s default job on the clip's first whole
+                  frame (the photo) and the clip's own audio, scored against the whole real clip at its
+                  own frame rate. The 256² crops above can cut off a tight clip's chin (vox2's 224²
+                  frames), which leaves dlib guessing at the mouth; the whole frames do not.
 
 Scores (avct.eval.lips): lip r (correlation of the inner-lip aperture with the real one), lip amp (std
 ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio).
@@ -63,13 +67,37 @@ def _table(rows: list[dict], checkpoint: str) -> str:
     return "\n".join(lines + [""])
 
 
+def _photo_row(pipeline, name: str, source: Path, out: Path) -> dict:
+    """The "photo" mode: the default job on the clip's first whole frame and its audio, against the clip."""
+    from avct.audio.decode import load_audio
+    from avct.eval.lips import compare_measures, measure_video
+    import cv2
+
+    from avct.video.reader import read_video
+
+    started = time.perf_counter()
+    photo = out / "photos" / f"{name}.png"
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(photo), next(iter(read_video(source)))[..., ::-1])  # RGB -> cv2's BGR
+    video = pipeline.generate(photo, source, out / "videos" / "photo" / f"{name}.mp4")
+    audio = load_audio(source)
+    generated = measure_video(video)
+    row = _row(name, "photo", compare_measures(generated, measure_video(source), (audio.samples, audio.sample_rate)))
+    print(f"{name} photo: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
+          f"sharpness {row['sharpness']} ({len(generated)} frames, {time.perf_counter() - started:.0f} s)", flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("videos", nargs="*", help="real talking-head videos (prepared into OUT/data first)")
     p.add_argument("--data", help="an already preprocessed dataset instead of videos")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--checkpoint", action="append", help="weights (default: the bundled ones); repeatable")
-    p.add_argument("--audio", action="store_true", help="also the audio-driven model (frame 0 + the clip's audio)")
+    p.add_argument("--audio", action="store_true",
+                   help="also the audio-driven model (frame 0 + the clip's audio), on the crop and on the whole photo")
+    p.add_argument("--modes", default="reconstruction,sharp+lips,audio,photo",
+                   help="which of the modes to run (comma-separated; audio and photo need --audio)")
     p.add_argument("--max-seconds", type=float, help="only the first S seconds of every clip")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -118,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         options=GenerateOptions())}
         if args.audio:
             modes["audio"] = lambda: pipeline.frames(reference, load_speech(speech_wav))
-        for mode, make in modes.items():
+        wanted = set(args.modes.split(","))
+        for mode, make in [(m, f) for m, f in modes.items() if m in wanted]:
             started = time.perf_counter()
             frames = [f for _, f in zip(range(count), make())]
             write_video(out / "videos" / mode / f"{clip.name}.mp4", frames, fps=FPS, audio_path=wav)
@@ -127,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{clip.name} {mode}: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
                   f"sharpness {row['sharpness']} ({len(frames)} frames, {time.perf_counter() - started:.0f} s)",
                   flush=True)
+        source = Path(dataset.clips[i].source)
+        if args.audio and "photo" in wanted and args.max_seconds is None and source.is_file():
+            rows.append(_photo_row(pipeline, clip.name, source, out))
     table = _table(rows, " + ".join(checkpoints))
     atomic_write_text(out / "lip_reconstruction.md", table)
     atomic_write_text(out / "lip_reconstruction.json", json.dumps({"checkpoints": checkpoints, "rows": rows}, indent=1))
