@@ -69,10 +69,10 @@ def _table(rows: list[dict], checkpoint: str) -> str:
 
 def _photo_row(pipeline, name: str, source: Path, out: Path) -> dict:
     """The "photo" mode: the default job on the clip's first whole frame and its audio, against the clip."""
-    from avct.audio.decode import load_audio
-    from avct.eval.lips import compare_measures, measure_video
     import cv2
 
+    from avct.audio.decode import load_audio
+    from avct.eval.lips import compare_measures, measure_video
     from avct.video.reader import read_video
 
     started = time.perf_counter()
