@@ -73,8 +73,9 @@ def test_lips_follow_the_speech_of_a_clip_no_network_saw(tmp_path):
     """A held-out clip (a person and recording in none of the training sets): its first frame and its own
     audio through `avct generate`, the mouth measured against the real one with the lip metric
     (avct.eval.lips: dlib inner-lip aperture per frame, so head motion cannot pass for lip motion).
-    Measured on its 256² crop: r 0.57, amplitude 0.53 (model card); before the lip-aperture network,
-    r -0.03 and 0.08."""
+    Measured on the whole frames (model card, "photo"): r 0.63, amplitude 0.89, silence gap -0.039;
+    before the typical spread and the 0.4 s pause rule, r 0.60 and amplitude 0.57; before the
+    lip-aperture network, r -0.03 and 0.08 (on its 256² crop)."""
     import cv2
 
     from avct.audio.decode import load_audio
@@ -91,8 +92,8 @@ def test_lips_follow_the_speech_of_a_clip_no_network_saw(tmp_path):
     audio = load_audio(clip)
     result = compare_measures(measure_video(out), measure_video(clip), (audio.samples, audio.sample_rate))
     lips = result.lips
-    assert lips.pairs > 200 and lips.r >= 0.4, lips
-    assert 0.4 <= lips.amplitude <= 1.5, lips
+    assert lips.pairs > 200 and lips.r >= 0.5, lips
+    assert 0.6 <= lips.amplitude <= 1.5, lips
     assert lips.silence_gap is None or lips.silence_gap <= 0.03, lips
 
 
