@@ -8,7 +8,7 @@
 # Data: ../shared/data/video (override with VIDEOS=...). The single speaker (Obama, two sessions) trains
 # D_sync, the head-motion predictor and the AVCT; every other permissively usable clip, plus those two,
 # trains the keypoint detector + renderer; those and five more (25 clips, 24 voices) train the lip-aperture
-# network. Four clips are held out of everything for evaluation.
+# network. Seven clips of four people none of them show are held out of everything for evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/bundled}
@@ -21,10 +21,12 @@ mkdir -p "$WORK"
 # The first session's audio runs 6 frames (240 ms) late, the second's 2.5 frames at 30 fps (100 ms):
 # both are re-synced, or D_sync and the AVCT would learn the offset.
 SPEAKER_CLIPS=("obama_weekly_address_lia_47s.mov:0.24" "obama_styletalk_clip2_30s.mp4:0.10")
+# The last three are more recordings of two of the first four's people (added on 2026-11-30).
 HELDOUT=(feifeili_styletalk_clip1_10s.mp4 vox2_man_bluebg_00104_pcavs.mp4
-         retalking_face5_woman_glasses_red_5s.mp4 vox2_man_beard_graybg_00067_pcavs.mp4)
+         retalking_face5_woman_glasses_red_5s.mp4 vox2_man_beard_graybg_00067_pcavs.mp4
+         vox2_man_tinted_glasses_741400163_pcavs.mp4 feifeili_styletalk_clip2_15s.mp4 feifeili_styletalk_clip3_7s.mp4)
 # Not used at all: no licence / non-commercial only (wav2lip), no licence stated (rdradio10), bad input
-# (hamilton: several faces), no audio (mead, carphone), the same person as a held-out clip (tinted glasses).
+# (hamilton: several faces), no audio (mead, carphone).
 RENDERER_CLIPS=(obama_weekly_address_lia_47s.mov obama_styletalk_clip2_30s.mp4 kristinoem_styletalk_18s.mp4
     man_grayhair_address_edtalk_pose_source2_60s.mp4 woman_shorthair_address_edtalk_mouth_source_10s.mp4
     hdtf_katiehill_sadtalker_8s.mp4 hdtf_rdradio2_sadtalker_8s.mp4 hdtf_rdradio34_sadtalker_8s.mp4
