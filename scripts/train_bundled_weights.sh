@@ -7,8 +7,8 @@
 #
 # Data: ../shared/data/video (override with VIDEOS=...). The single speaker (Obama, two sessions) trains
 # D_sync, the head-motion predictor and the AVCT; every other permissively usable clip, plus those two,
-# trains the keypoint detector + renderer; those and five more (25 clips, 24 voices) train the lip-aperture
-# network. Seven clips of four people none of them show are held out of everything for evaluation.
+# trains the keypoint detector + renderer; those (but two whose mouth does not follow their audio) and five
+# more (25 clips, 24 voices) train the lip-aperture network. Seven clips of four people none of them show are held out of everything for evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/bundled}
@@ -37,7 +37,8 @@ RENDERER_CLIPS=(obama_weekly_address_lia_47s.mov obama_styletalk_clip2_30s.mp4 k
     liveportrait_d20_man_outdoor_7s.mp4 liveportrait_d6_woman_grimaces_34s.mp4
     latentsync_demo1_woman_portrait_10s.mp4)
 
-# The lip-aperture network: every clip of RENDERER_CLIPS plus five more, each re-synced where its audio runs
+# The lip-aperture network: every clip of RENDERER_CLIPS but latentsync_demo1 (its audio's sync is unverified)
+# and liveportrait_d6 (grimaces, not speech), plus five more, each re-synced where its audio runs
 # late (delay in s: the lag that maximised the correlation of a cross-fitted lip model's prediction with
 # the clip's real lip aperture, kept where it raised it by more than 0.05; model card, "Lip motion").
 LIP_CLIPS=("obama_weekly_address_lia_47s.mov:0.24" "obama_styletalk_clip2_30s.mp4:0.10"
