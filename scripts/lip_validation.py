@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     gaps = np.array([r["silence_gap"] for r in rows if r["silence_gap"] is not None])
     lines = ["# Lip validation (two folds, cross-speaker)", "", f"Config: {args.config}.", "",
              "| clip | fold | r | amp | silence gap |", "|---|---:|---:|---:|---:|"]
-    gap_text = lambda g: "—" if g is None else f"{g:.3f}"  # noqa: E731
-    lines += [f"| {r['clip']} | {r['fold']} | {r['r']:.3f} | {r['amplitude']:.2f} | {gap_text(r['silence_gap'])} |"
-              for r in rows]
+    lines += [f"| {r['clip']} | {r['fold']} | {r['r']:.3f} | {r['amplitude']:.2f} | "
+              f"{'—' if r['silence_gap'] is None else format(r['silence_gap'], '.3f')} |" for r in rows]
     lines += ["", f"mean r {np.mean([r['r'] for r in rows]):.3f}; amplitude within 0.6-1.5: "
               f"{int(((amps >= 0.6) & (amps <= 1.5)).sum())} of {len(amps)}; silence gap within 0.02: "
               f"{int((np.abs(gaps) <= 0.02).sum())} of {len(gaps)} clips with pauses", ""]
