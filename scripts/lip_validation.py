@@ -48,17 +48,16 @@ def score_clip(net, clip) -> dict:
     import torch
 
     from avct.eval.lips import aperture_curve, lip_statistics, silent_frames
-    from avct.inference.mouth_opening import aperture_changes, pause_frames, rest_in_pauses
+    from avct.inference.mouth_opening import aperture_plan
     from avct.media import FPS, SAMPLE_RATE
 
     n = clip.usable_frames
     rows = np.array(clip.feature_rows(0, n), np.float32).reshape(-1, 41)
     phonemes = np.array(clip.phoneme_range(0, n), np.int64)
     predicted = net.predict(torch.from_numpy(rows), torch.from_numpy(phonemes)).numpy().astype(np.float64)
-    predicted = rest_in_pauses(predicted, pause_frames(rows, n))
     real = aperture_curve(list(np.asarray(clip.landmarks[:n], np.float64)))
     photo = float(real[np.isfinite(real)][0])  # the first frame with a face is the photo
-    generated = photo + aperture_changes(predicted, photo)
+    generated = photo + aperture_plan(predicted, rows, photo)
     silent = silent_frames(np.asarray(clip.audio, np.float64), SAMPLE_RATE, n, FPS)
     stats = lip_statistics(generated, real, silent)
     return {"r": stats.r, "amplitude": stats.amplitude, "silence_gap": stats.silence_gap}

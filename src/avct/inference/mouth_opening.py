@@ -156,6 +156,15 @@ def rest_in_pauses(predicted: np.ndarray, pause: np.ndarray) -> np.ndarray:
     return np.where(edges, eased, gated)
 
 
+def aperture_plan(predicted: np.ndarray, features: np.ndarray, photo_aperture: float) -> np.ndarray:
+    """The lip-aperture network's apertures for an utterance (its 41-d feature rows beside them) -> the
+    change of the photo's aperture in each frame: at rest in the speech's pauses (:func:`rest_in_pauses`),
+    read relative to the photo's own mouth (:func:`aperture_changes`). Generation and
+    ``scripts/lip_validation.py`` both go through here, so what is validated is what runs."""
+    predicted = np.asarray(predicted, np.float64)
+    return aperture_changes(rest_in_pauses(predicted, pause_frames(features, len(predicted))), photo_aperture)
+
+
 def open_mouth(map_x: np.ndarray, map_y: np.ndarray, mouth: MouthShape, opening: float) -> np.ndarray | None:
     """Compose the mouth warp into a sampling map, in place: ``map_y`` (any shape, float32) becomes
     where the frame reads the photo once the mouth is opened by ``opening`` px (negative: closed).

@@ -448,11 +448,10 @@ class Pipeline:
     def mouth_openings(self, speech: Speech, mouth, options: GenerateOptions) -> np.ndarray:
         """(num_frames,) how far to open the photo's mouth in each frame, in the canvas' source pixels:
         the predicted aperture, at rest in the speech's pauses, as a change from the photo's own
-        (:mod:`avct.inference.mouth_opening`: ``rest_in_pauses``, ``aperture_changes``), times ``mouth_scale``."""
-        from .mouth_opening import aperture_changes, pause_frames, rest_in_pauses
+        (:func:`avct.inference.mouth_opening.aperture_plan`), times ``mouth_scale``."""
+        from .mouth_opening import aperture_plan
 
-        predicted = rest_in_pauses(self.lip_apertures(speech), pause_frames(speech.features, speech.num_frames))
-        change = aperture_changes(predicted, mouth.aperture) * options.mouth_scale
+        change = aperture_plan(self.lip_apertures(speech), speech.features, mouth.aperture) * options.mouth_scale
         return change * mouth.pixels_per_aperture()
 
     def reenact(self, reference: Reference, driving: Iterable[np.ndarray], *, apertures: np.ndarray | None = None,
