@@ -397,3 +397,34 @@ def test_chunks_rendered_side_by_side_give_the_sequential_outputs(pipeline, spee
     # 50 frames: the first alone, one batch, then doubling, the tail halved for two workers
     assert chunk_bounds(50, 8, 64) == [(0, 1), (1, 9), (9, 25), (25, 41), (41, 49), (49, 50)]
     assert chunk_bounds(750, 8, 64)[4] == (57, 121) and chunk_bounds(750, 8, 64)[-1][1] == 750
+
+
+def test_motion_every_other_frame_is_the_per_frame_motion_on_keys_and_the_mean_between(pipeline, speech_2s, data):
+    """motion_step 2 (the default without the renderer's picture): the networks run on even frames (and
+    the last, tested in test_key_frames); the frames between get the mean of their neighbours' fields. With the renderer's picture
+    every frame is computed."""
+    from avct.inference.pipeline import load_reference
+
+    reference = load_reference(data / "image" / "obama_frontal_facerec.jpg")
+    _, speech = speech_2s
+    n = speech.num_frames
+
+    def fields(step: int, picture: bool = False) -> torch.Tensor:
+        outs = pipeline.render_outputs(reference, speech, options=GenerateOptions(motion_step=step), picture=picture)
+        return torch.cat([o["deformation"] for o in outs])
+
+    every, halved = fields(1), fields(2)
+    assert len(every) == len(halved) == n == 49  # frames 0, 2, ..., 48 are keys
+    assert torch.allclose(halved[::2], every[::2], atol=1e-5, rtol=0)
+    between = (every[0:n - 2:2] + every[2:n:2]) / 2
+    assert torch.allclose(halved[1:n - 1:2], between, atol=1e-5, rtol=0)
+    assert (halved[1:n - 1:2] - every[1:n - 1:2]).abs().max() > 1e-4  # the mean is not the per-frame field
+    assert torch.allclose(fields(2, picture=True), fields(1, picture=True), atol=1e-5, rtol=0)
+
+
+def test_motion_step_is_checked():
+    from avct.errors import AvctError
+
+    assert GenerateOptions.from_mapping({"motion-step": "1"}).motion_step == 1
+    with pytest.raises(AvctError, match="motion_step must be between 1 and 4, got 0"):
+        GenerateOptions(motion_step=0)

@@ -57,6 +57,10 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --crop-only: crop side in pixels (default 256) or 'native' (the crop's own size)")
     p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
                    help=f"long side of the whole-photo output, larger photos are scaled down (default {DEFAULT_MAX_SIZE})")
+    p.add_argument("--motion-step", metavar="N", default=GenerateOptions.motion_step,
+                   help="where the renderer's picture is not shown (--fill auto with the bundled weights, photo): "
+                        "the head's motion computed every N frames and interpolated between, 1..4 (default "
+                        f"{GenerateOptions.motion_step}; 1 = every frame)")
     p.add_argument("--face", help="which face of a photo with several: largest (default), center, or N "
                                   "(0 = leftmost, counted from left to right)")
     _add_motion_controls(p)
@@ -88,7 +92,8 @@ def generate_options(args: argparse.Namespace) -> "GenerateOptions":
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
         "crop": not args.no_crop, "face": args.face, "still": args.still, "pose_scale": args.pose_scale,
         "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "render": args.render, "fill": args.fill,
-        "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size, "f0": args.f0})
+        "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size, "f0": args.f0,
+        "motion_step": args.motion_step})
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -93,6 +93,8 @@ class GenerateOptions:
     crop_only: bool = False              # the animated crop alone instead of pasted into the whole photo
     size: int | str | None = None        # with crop_only: side in px, "native", or None (256)
     max_size: int = DEFAULT_MAX_SIZE     # long side of the full-photo output
+    motion_step: int = 2                 # without the renderer's picture: motion every N frames, interpolated
+                                         # between (avct.inference.key_frames; 1 = every frame)
     # motion controls
     still: bool = False                  # no head motion: the reference pose held (lips still move)
     pose_scale: float = 1.0              # head motion about the reference pose (0 = still)
@@ -118,6 +120,7 @@ class GenerateOptions:
         self.face = parse_face(self.face)
         self.size = parse_size(self.size)
         self.max_size = _parse_int("max_size", self.max_size, 64, 8192)
+        self.motion_step = _parse_int("motion_step", self.motion_step, 1, 4)
         self.pose_scale = _parse_float("pose_scale", self.pose_scale, 0.0, 3.0)
         self.mouth_scale = _parse_float("mouth_scale", self.mouth_scale, 0.0, 3.0)
         for name in ("crop", "crop_only", "still"):

@@ -33,6 +33,7 @@ from ..models.motion import relative_motion
 from ..weights.store import AvctModels, load_models
 from .backends import renderer_for, resolve_backend
 from .devices import keep_large_allocations_in_heap, resolve_device, resolve_precision
+from .key_frames import interpolate, key_frames
 from .prefetch import parallel_map
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas, shows_picture
@@ -278,9 +279,11 @@ class Pipeline:
         return enc, dec
 
     def driving_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
-                          start: int, stop: int, *, silent: bool = False) -> Keypoints:
+                          start: int, stop: int, *, silent: bool = False,
+                          frames: np.ndarray | None = None) -> Keypoints:
         """AVCT keypoints of frames [start, stop) from windows over cached per-frame tokens
-        (``silent``: with every frame's speech replaced by silence, see ``_tokens``)."""
+        (``silent``: with every frame's speech replaced by silence, see ``_tokens``; ``frames``: only
+        these frames of [start, stop), in order)."""
         avct = self.models.avct
         w = avct.cfg.num_w
         positions = np.arange(start - w, stop + w)
@@ -288,6 +291,9 @@ class Pipeline:
         win = 2 * w + 1
         enc_w = enc.unfold(0, win, 1).permute(0, 2, 1)                         # (stop-start, 11, D)
         dec_w = dec.unfold(0, win, 1).permute(0, 2, 1)
+        if frames is not None:
+            picked = torch.from_numpy(np.asarray(frames) - start)
+            enc_w, dec_w = enc_w[picked], dec_w[picked]                         # (len(frames), 11, D)
         outs = [avct.head(avct.correlate(enc_w[i:i + self.batch_size * 4], dec_w[i:i + self.batch_size * 4]))
                 for i in range(0, len(enc_w), self.batch_size * 4)]
         return Keypoints.cat(outs)
@@ -302,15 +308,17 @@ class Pipeline:
                              lambda: self.head_poses(reference, speech))
 
     def _mouth_scaled_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
-                                start: int, stop: int, mouth_scale: float) -> Keypoints:
-        """Driving keypoints with the speech-caused motion scaled (the silent pass runs only when
-        ``mouth_scale != 1``, so 1 is exactly the plain prediction)."""
-        kp = self.driving_keypoints(speech, poses, feature_map, start, stop)
+                                frames: np.ndarray, mouth_scale: float) -> Keypoints:
+        """Driving keypoints of ``frames`` (increasing) with the speech-caused motion scaled (the silent
+        pass runs only when ``mouth_scale != 1``, so 1 is exactly the plain prediction)."""
+        start, stop = int(frames[0]), int(frames[-1]) + 1
+        picked = None if len(frames) == stop - start else frames
+        kp = self.driving_keypoints(speech, poses, feature_map, start, stop, frames=picked)
         if mouth_scale == 1.0:
             return kp
         from .motion_controls import scale_mouth
 
-        silent = self.driving_keypoints(speech, poses, feature_map, start, stop, silent=True)
+        silent = self.driving_keypoints(speech, poses, feature_map, start, stop, silent=True, frames=picked)
         return scale_mouth(kp, silent, mouth_scale)
 
     def predictions(self, reference: Reference, speech: Speech, chunk: int = 64, *,
@@ -364,28 +372,35 @@ class Pipeline:
         options = options or GenerateOptions()
         poses = self.controlled_head_poses(reference, speech, options)
         keep_head = head_scale(options)
+        step = 1 if picture else options.motion_step  # the picture, when shown, comes from every frame
 
-        def keypoints(start: int, stop: int) -> Keypoints:
-            return self._mouth_scaled_keypoints(speech, poses, feature_map, start, stop,
+        def keypoints(frames: np.ndarray) -> Keypoints:
+            return self._mouth_scaled_keypoints(speech, poses, feature_map, frames,
                                                 options.mouth_scale).to(torch.float32)
 
         with torch.inference_mode():
             kp_src, feature_map, source = self._encode_reference(reference)
-            kp_initial = keypoints(0, 1)
+            kp_initial = keypoints(np.arange(1))
 
         def job(start: int, stop: int) -> Callable[[threading.Event | None], list[dict]]:
             def render(cancelled: threading.Event | None = None) -> list[dict]:
+                keys = key_frames(start, stop, n, step)  # [start, stop) itself when step is 1
                 with torch.inference_mode():  # a thread's state: entered in the thread that renders
-                    kp_drv = kp_initial if start == 0 else keypoints(start, stop)
+                    kp_drv = kp_initial if len(keys) == 1 and keys[0] == 0 else keypoints(keys)
                     if keep_head != 1.0:
                         kp_drv = scale_common_translation(kp_drv, kp_initial, keep_head)
                     kp_norm = relative_motion(kp_src, kp_drv, kp_initial)
                 outputs = []
-                for b in range(0, stop - start, self.batch_size):
+                for b in range(0, len(keys), self.batch_size):
                     if cancelled is not None and cancelled.is_set():
-                        break
+                        return outputs if step == 1 else []
                     outputs.append(self._render_batch(source, kp_src, kp_norm[b:b + self.batch_size], picture))
-                return outputs
+                if step == 1:
+                    return outputs
+                at_keys = {name: torch.cat([out[name] for out in outputs]) for name in outputs[0]}
+                frames = interpolate(at_keys, keys, start, stop)
+                return [{name: value[b:b + self.batch_size] for name, value in frames.items()}
+                        for b in range(0, stop - start, self.batch_size)]
             return render
 
         return [job(start, stop) for start, stop in chunk_bounds(n, self.batch_size, chunk)]
