@@ -18,6 +18,9 @@ Videos are first prepared by `avct preprocess --no-phonemes` into DIR/data (the 
                   frame (the photo) and the clip's own audio, scored against the whole real clip at its
                   own frame rate. The 256² crops above can cut off a tight clip's chin (vox2's 224²
                   frames), which leaves dlib guessing at the mouth; the whole frames do not.
+  photo+lips      (--audio) the photo mode with the mouth opened to the real clip's own aperture at each
+                  frame's time (read on the whole real frames) instead of the lip network's: how truthfully
+                  the output a user gets shows a given aperture (sharp+lips on whole frames).
 
 Scores (avct.eval.lips): lip r (correlation of the inner-lip aperture with the real one), lip amp (std
 ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio).
@@ -67,8 +70,20 @@ def _table(rows: list[dict], checkpoint: str) -> str:
     return "\n".join(lines + [""])
 
 
-def _photo_row(pipeline, name: str, source: Path, out: Path) -> dict:
-    """The "photo" mode: the default job on the clip's first whole frame and its audio, against the clip."""
+def _real_openings(real, mouth, n: int) -> np.ndarray:
+    """The mouth opening (source pixels, as ``Pipeline.mouth_openings``) that gives each of ``n`` 25 fps
+    frames the real clip's aperture at that time (frames where dlib missed the real mouth interpolated)."""
+    from avct.media import FPS
+
+    known = np.isfinite(real.aperture)
+    times = np.arange(len(real)) / real.fps
+    aperture = np.interp(np.arange(n) / FPS, times[known], real.aperture[known])
+    return (aperture - mouth.aperture) * mouth.pixels_per_aperture()
+
+
+def _photo_row(pipeline, name: str, source: Path, out: Path, real_lips: bool = False) -> dict:
+    """The "photo" mode: the default job on the clip's first whole frame and its audio, against the clip;
+    ``real_lips`` ("photo+lips"): the same job with the mouth opened to the real clip's own apertures."""
     import cv2
 
     from avct.audio.decode import load_audio
@@ -76,14 +91,21 @@ def _photo_row(pipeline, name: str, source: Path, out: Path) -> dict:
     from avct.video.reader import read_video
 
     started = time.perf_counter()
+    mode = "photo+lips" if real_lips else "photo"
     photo = out / "photos" / f"{name}.png"
     photo.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(photo), next(iter(read_video(source)))[..., ::-1])  # RGB -> cv2's BGR
-    video = pipeline.generate(photo, source, out / "videos" / "photo" / f"{name}.mp4")
+    real = measure_video(source)
+    if real_lips:
+        pipeline.mouth_openings = lambda speech, mouth, options: _real_openings(real, mouth, speech.num_frames)
+    try:
+        video = pipeline.generate(photo, source, out / "videos" / mode / f"{name}.mp4")
+    finally:
+        pipeline.__dict__.pop("mouth_openings", None)
     audio = load_audio(source)
     generated = measure_video(video)
-    row = _row(name, "photo", compare_measures(generated, measure_video(source), (audio.samples, audio.sample_rate)))
-    print(f"{name} photo: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
+    row = _row(name, mode, compare_measures(generated, real, (audio.samples, audio.sample_rate)))
+    print(f"{name} {mode}: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
           f"sharpness {row['sharpness']} ({len(generated)} frames, {time.perf_counter() - started:.0f} s)", flush=True)
     return row
 
@@ -96,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", action="append", help="weights (default: the bundled ones); repeatable")
     p.add_argument("--audio", action="store_true",
                    help="also the audio-driven model (frame 0 + the clip's audio), on the crop and on the whole photo")
-    p.add_argument("--modes", default="reconstruction,sharp+lips,audio,photo",
-                   help="which of the modes to run (comma-separated; audio and photo need --audio)")
+    p.add_argument("--modes", default="reconstruction,sharp+lips,audio,photo,photo+lips",
+                   help="which of the modes to run (comma-separated; audio and the photo modes need --audio)")
     p.add_argument("--max-seconds", type=float, help="only the first S seconds of every clip")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -157,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"sharpness {row['sharpness']} ({len(frames)} frames, {time.perf_counter() - started:.0f} s)",
                   flush=True)
         source = Path(dataset.clips[i].source)
-        if args.audio and "photo" in wanted and args.max_seconds is None and source.is_file():
-            rows.append(_photo_row(pipeline, clip.name, source, out))
+        for mode in ("photo", "photo+lips"):
+            if args.audio and mode in wanted and args.max_seconds is None and source.is_file():
+                rows.append(_photo_row(pipeline, clip.name, source, out, real_lips=mode == "photo+lips"))
     table = _table(rows, " + ".join(checkpoints))
     atomic_write_text(out / "lip_reconstruction.md", table)
     atomic_write_text(out / "lip_reconstruction.json", json.dumps({"checkpoints": checkpoints, "rows": rows}, indent=1))
