@@ -78,3 +78,33 @@ def test_close_stops_a_running_front_end(data):
     running.close()
     assert time.perf_counter() - started < 5
     assert running._process.exitcode is not None and not running._process.is_alive()
+
+
+def test_work_while_waiting_gets_the_features_and_stops_when_the_phonemes_arrive(data):
+    """Long audio: once this process has the features, ``while_waiting(features, stop)`` runs in a thread
+    while the child recognises; ``stop`` is set when the phonemes arrive and its error, if any, is raised
+    here after them."""
+    audio = data / "audio" / "geneface_zozo_11s.wav"
+    seen = {}
+
+    def work(features, stop):
+        seen["features"] = features
+        seen["stopped"] = stop.wait(60)  # returns True once the phonemes are in
+
+    running = FrontendProcess(audio)
+    try:
+        speech = load_speech(audio, running=running, while_waiting=work)
+    finally:
+        running.close()
+    assert seen["stopped"] is True
+    np.testing.assert_array_equal(seen["features"].astype(np.float32), speech.features)
+
+    def broken(features, stop):
+        raise ValueError("a bug in the waiting work")
+
+    running = FrontendProcess(audio)
+    try:
+        with pytest.raises(ValueError, match="a bug in the waiting work"):
+            load_speech(audio, running=running, while_waiting=broken)
+    finally:
+        running.close()

@@ -24,6 +24,7 @@ the result, or the one-line error of a bad input.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import traceback
 import warnings
 from typing import Callable
@@ -111,9 +112,13 @@ class FrontendProcess:
         child.close()
 
     def result(self, on_progress: Callable[[float], None] | None = None,
-               on_decoded: Callable[[float], None] | None = None) -> tuple[np.ndarray, list[Word]]:
+               on_decoded: Callable[[float], None] | None = None,
+               while_waiting: Callable[[np.ndarray, threading.Event], None] | None = None
+               ) -> tuple[np.ndarray, list[Word]]:
         """Wait for the child (computing the features here meanwhile where the rule says so); pass on
-        the duration (``on_decoded``) and the progress (``on_progress``)."""
+        the duration (``on_decoded``) and the progress (``on_progress``). ``while_waiting(features,
+        stop)`` runs in a thread of this process once the features are computed here, while the child
+        still recognises phonemes; ``stop`` is set when they arrive (it should then return soon)."""
         words = None
         if self._phonemes is not None:
             from .phonemes import read_phoneme_json
@@ -128,7 +133,26 @@ class FrontendProcess:
             return self._receive(on_progress)
         progress = CombinedProgress(on_progress, {"features": FEATURE_COST[self._f0], "phonemes": PHONEME_COST})
         features = self._features_here(progress.part("features"))
-        return features, self._receive(progress.part("phonemes"))
+        if while_waiting is None:
+            return features, self._receive(progress.part("phonemes"))
+        stop, failure = threading.Event(), []
+
+        def work() -> None:
+            try:
+                while_waiting(features, stop)
+            except BaseException as e:  # raised in the caller's thread, after the phonemes
+                failure.append(e)
+
+        worker = threading.Thread(target=work, name="avct-while-waiting", daemon=True)
+        worker.start()
+        try:
+            words = self._receive(progress.part("phonemes"))
+        finally:
+            stop.set()
+            worker.join()
+        if failure:
+            raise failure[0]
+        return features, words
 
     def _features_here(self, on_progress: Callable[[float], None]) -> np.ndarray:
         from ..media import SAMPLE_RATE

@@ -37,6 +37,7 @@ from .key_frames import interpolate, key_frames
 from .prefetch import parallel_map
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas, shows_picture
+from .tokens import DecoderAhead, FrameTokens, decoder_tokens_ahead
 
 if TYPE_CHECKING:
     from ..audio.frontend_process import FrontendProcess
@@ -68,6 +69,7 @@ class Speech:
 
     features: np.ndarray
     phonemes: np.ndarray
+    ahead: DecoderAhead | None = None  # AVCT decoder tokens computed while the phonemes were recognised
 
     @property
     def num_frames(self) -> int:
@@ -155,7 +157,8 @@ def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None 
                 transcript: str | None = None, f0: str = GenerateOptions.f0,
                 on_progress: Callable[[float], None] | None = None,
                 on_decoded: Callable[[float], None] | None = None,
-                running: "FrontendProcess | None" = None) -> Speech:
+                running: "FrontendProcess | None" = None,
+                while_waiting: Callable[[np.ndarray, threading.Event], None] | None = None) -> Speech:
     """Decode any audio to 16 kHz, compute the 41-d features and the per-frame phonemes
     (from the official JSON if given, else recognised offline, beside the features).
 
@@ -163,9 +166,12 @@ def load_speech(audio: str | os.PathLike, *, phonemes: str | os.PathLike | None 
     of the front-end done, increasing, ending at 1.0 (may be called from a worker thread).
     ``on_decoded(seconds)``: called once the audio is decoded, with its duration. ``running``: the
     same front-end already started in a process of its own (:mod:`avct.audio.frontend_process`), whose
-    result is taken instead (the other arguments but ``audio`` then describe it and are not used)."""
+    result is taken instead (the other arguments but ``audio`` then describe it and are not used);
+    ``while_waiting(features, stop)``: work to do in a thread of this process while ``running`` still
+    recognises phonemes after the features are known (see FrontendProcess.result)."""
     if running is not None:
-        features, words = running.result(on_progress=on_progress, on_decoded=on_decoded)
+        features, words = running.result(on_progress=on_progress, on_decoded=on_decoded,
+                                         while_waiting=while_waiting)
     else:
         from ..audio.frontend import speech_front_end
 
@@ -280,14 +286,17 @@ class Pipeline:
 
     def driving_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
                           start: int, stop: int, *, silent: bool = False,
-                          frames: np.ndarray | None = None) -> Keypoints:
-        """AVCT keypoints of frames [start, stop) from windows over cached per-frame tokens
-        (``silent``: with every frame's speech replaced by silence, see ``_tokens``; ``frames``: only
-        these frames of [start, stop), in order)."""
+                          frames: np.ndarray | None = None, tokens: FrameTokens | None = None) -> Keypoints:
+        """AVCT keypoints of frames [start, stop) from windows over per-frame tokens (``silent``: with
+        every frame's speech replaced by silence, see ``_tokens``; ``frames``: only these frames of
+        [start, stop), in order; ``tokens``: the job's token cache, else computed here)."""
         avct = self.models.avct
         w = avct.cfg.num_w
         positions = np.arange(start - w, stop + w)
-        enc, dec = self._tokens(positions, speech, poses, feature_map, silent)  # (stop-start+2w, D)
+        if tokens is not None and not silent:
+            enc, dec = tokens.get(positions)                                    # (stop-start+2w, D)
+        else:
+            enc, dec = self._tokens(positions, speech, poses, feature_map, silent)
         win = 2 * w + 1
         enc_w = enc.unfold(0, win, 1).permute(0, 2, 1)                         # (stop-start, 11, D)
         dec_w = dec.unfold(0, win, 1).permute(0, 2, 1)
@@ -308,12 +317,12 @@ class Pipeline:
                              lambda: self.head_poses(reference, speech))
 
     def _mouth_scaled_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
-                                frames: np.ndarray, mouth_scale: float) -> Keypoints:
+                                frames: np.ndarray, mouth_scale: float, tokens: FrameTokens | None = None) -> Keypoints:
         """Driving keypoints of ``frames`` (increasing) with the speech-caused motion scaled (the silent
         pass runs only when ``mouth_scale != 1``, so 1 is exactly the plain prediction)."""
         start, stop = int(frames[0]), int(frames[-1]) + 1
         picked = None if len(frames) == stop - start else frames
-        kp = self.driving_keypoints(speech, poses, feature_map, start, stop, frames=picked)
+        kp = self.driving_keypoints(speech, poses, feature_map, start, stop, frames=picked, tokens=tokens)
         if mouth_scale == 1.0:
             return kp
         from .motion_controls import scale_mouth
@@ -375,11 +384,15 @@ class Pipeline:
         step = 1 if picture else options.motion_step  # the picture, when shown, comes from every frame
 
         def keypoints(frames: np.ndarray) -> Keypoints:
-            return self._mouth_scaled_keypoints(speech, poses, feature_map, frames,
-                                                options.mouth_scale).to(torch.float32)
+            return self._mouth_scaled_keypoints(speech, poses, feature_map, frames, options.mouth_scale,
+                                                tokens).to(torch.float32)
 
         with torch.inference_mode():
             kp_src, feature_map, source = self._encode_reference(reference)
+            ahead = speech.ahead
+            usable = ahead is not None and ahead.pipeline is self and ahead.reference is reference
+            tokens = FrameTokens(self.models.avct, speech.phonemes, speech.frame_rows(), poses, feature_map,
+                                 self.device, self.avct_dtype, ahead.tokens if usable else None)
             kp_initial = keypoints(np.arange(1))
 
         def job(start: int, stop: int) -> Callable[[threading.Event | None], list[dict]]:
@@ -412,6 +425,19 @@ class Pipeline:
         detected = self.models.keypoint_detector.detect(image)
         source = self.models.generator.encode_source(image)
         return detected.keypoints, detected.feature_map.to(self.avct_dtype), source
+
+    def decoder_tokens_ahead(self, reference: Reference, features: np.ndarray, stop: threading.Event) -> DecoderAhead:
+        """The AVCT decoder's tokens of the first frames of speech ``features`` (T, 41) with ``reference``,
+        computed until ``stop`` is set, on one thread: they need no phonemes, so a job computes them
+        while the recogniser still runs (``load_speech(while_waiting=)``) and its frames need fewer."""
+        torch.set_num_threads(1)  # this thread's share: the recogniser holds the other core
+        with torch.inference_mode():
+            feature_map = self.models.keypoint_detector.detect(reference.image.to(self.device, torch.float32)).feature_map
+        n = len(features) // ROWS_PER_FRAME
+        rows = features[: n * ROWS_PER_FRAME].reshape(n, ROWS_PER_FRAME, -1)
+        tokens = decoder_tokens_ahead(self.models.avct, rows, feature_map.to(self.avct_dtype), self.device,
+                                      self.avct_dtype, stop)
+        return DecoderAhead(self, reference, tokens)
 
     def _render_batch(self, source, kp_src: Keypoints, kp_driving: Keypoints, picture: bool = True) -> dict:
         n = len(kp_driving.value)
@@ -547,13 +573,17 @@ def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: s
     ``frontend``: the speech front end of ``audio`` with ``options``, already running in a process of its
     own (:mod:`avct.audio.frontend_process`; ``avct generate`` starts it first, so that it works while
     the photo and the networks load)."""
-    speech_source = {"phonemes": options.phonemes, "transcript": options.transcript, "f0": options.f0,
-                     "running": frontend}
     reference = load_job_reference(image, options)
     if not isinstance(pipeline, Pipeline):
         pipeline = pipeline()
+    ahead: list[DecoderAhead] = []
+    speech_source = {"phonemes": options.phonemes, "transcript": options.transcript, "f0": options.f0,
+                     "running": frontend,
+                     "while_waiting": lambda features, stop: ahead.append(
+                         pipeline.decoder_tokens_ahead(reference, features, stop))}
     if progress is not True:
         speech = load_speech(audio, **speech_source)
+        speech.ahead = ahead[0] if ahead else None
         return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                     progress=progress)
     from .progress import JobProgress
@@ -561,6 +591,7 @@ def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: s
     bar = JobProgress()  # one bar over the front-end and the frames
     try:
         speech = load_speech(audio, **speech_source, on_progress=bar.speech, on_decoded=bar.start)
+        speech.ahead = ahead[0] if ahead else None
         return pipeline.write_video(reference, speech, output, audio, options=options, frames_dir=frames_dir,
                                     progress=bar.frames)
     finally:
