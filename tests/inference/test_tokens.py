@@ -40,8 +40,10 @@ def test_cached_tokens_are_the_directly_computed_ones_inside_and_outside_the_vid
     pipeline, _, speech, poses, feature_map = job
     n = speech.num_frames
     positions = np.concatenate([np.arange(-7, 12), np.arange(n - 6, n + 4)])  # padding on both sides
-    with torch.inference_mode():
-        enc, dec = pipeline._tokens(positions, speech, poses, feature_map)
+    from avct.inference.tokens import window_tokens
+
+    enc, dec = window_tokens(pipeline.models.avct, positions, speech.phonemes, speech.frame_rows(), poses,
+                             feature_map, pipeline.device, pipeline.avct_dtype)  # one call, as chunks did
     tokens = cache(job)
     got_enc, got_dec = tokens.get(positions)
     assert torch.allclose(got_enc, enc, atol=1e-5, rtol=1e-5) and torch.allclose(got_dec, dec, atol=1e-5, rtol=1e-5)
@@ -72,9 +74,11 @@ def test_decoder_tokens_given_ahead_are_used_and_not_computed_again(job):
     ahead = decoder_tokens_ahead(pipeline.models.avct, speech.frame_rows()[:70], feature_map, pipeline.device,
                                  pipeline.avct_dtype, stop)
     assert ahead.shape[0] == 70
-    stop.set()  # a stopped computation returns what it has: nothing here
-    assert len(decoder_tokens_ahead(pipeline.models.avct, speech.frame_rows(), feature_map, pipeline.device,
-                                    pipeline.avct_dtype, stop)) == 0
+    stop.set()  # a stopped computation returns what it has: nothing here, and the cache computes them all
+    none = decoder_tokens_ahead(pipeline.models.avct, speech.frame_rows(), feature_map, pipeline.device,
+                                pipeline.avct_dtype, stop)
+    assert len(none) == 0
+    assert torch.allclose(cache(job, none).get(np.arange(0, 5))[1], ahead[:5], atol=1e-5, rtol=1e-5)
     marked = ahead.clone()
     marked[3] = 42.0  # a value no computation gives: proves the given token is the one used
     tokens = cache(job, marked)

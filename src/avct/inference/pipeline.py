@@ -27,7 +27,6 @@ from ..errors import AvctError
 from ..face.image import read_image, resize_256, to_tensor
 from ..face.pose_box import draw_pose_box
 from ..media import FPS, ROWS_PER_FRAME
-from ..models.avct import window_inputs
 from ..models.keypoints import Keypoints
 from ..models.motion import relative_motion
 from ..weights.store import AvctModels, load_models
@@ -37,7 +36,7 @@ from .key_frames import interpolate, key_frames
 from .prefetch import parallel_map
 from .options import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION, GenerateOptions
 from .sharp import SharpCompositor, compose_frames, make_canvas, shows_picture
-from .tokens import DecoderAhead, FrameTokens, decoder_tokens_ahead
+from .tokens import DecoderAhead, FrameTokens, decoder_tokens_ahead, window_tokens
 
 if TYPE_CHECKING:
     from ..audio.frontend_process import FrontendProcess
@@ -272,23 +271,11 @@ class Pipeline:
             poses = hm.denormalize(torch.cat(raw, dim=1))[0]
         return poses.float().cpu().numpy()
 
-    def _tokens(self, positions: np.ndarray, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
-                silent: bool = False):
-        """AVCT encoder/decoder tokens for (possibly out-of-range) frame positions, padded by the
-        official windows' rule (:func:`avct.models.avct.window_inputs`; ``silent`` for mouth_scale)."""
-        avct = self.models.avct
-        ph, audio, boxes = window_inputs(positions, speech.num_frames, speech.phonemes, speech.frame_rows(), poses,
-                                         silent=silent)
-        dev, dt = self.device, self.avct_dtype
-        enc = avct.encoder_tokens(torch.from_numpy(ph).to(dev), torch.from_numpy(boxes).to(dev, dt))
-        dec = avct.decoder_tokens(torch.from_numpy(audio).to(dev, dt), feature_map)
-        return enc, dec
-
     def driving_keypoints(self, speech: Speech, poses: np.ndarray, feature_map: torch.Tensor,
                           start: int, stop: int, *, silent: bool = False,
                           frames: np.ndarray | None = None, tokens: FrameTokens | None = None) -> Keypoints:
         """AVCT keypoints of frames [start, stop) from windows over per-frame tokens (``silent``: with
-        every frame's speech replaced by silence, see ``_tokens``; ``frames``: only these frames of
+        every frame's speech replaced by silence, see :func:`~avct.inference.tokens.window_tokens`; ``frames``: only these frames of
         [start, stop), in order; ``tokens``: the job's token cache, else computed here)."""
         avct = self.models.avct
         w = avct.cfg.num_w
@@ -296,7 +283,8 @@ class Pipeline:
         if tokens is not None and not silent:
             enc, dec = tokens.get(positions)                                    # (stop-start+2w, D)
         else:
-            enc, dec = self._tokens(positions, speech, poses, feature_map, silent)
+            enc, dec = window_tokens(avct, positions, speech.phonemes, speech.frame_rows(), poses, feature_map,
+                                     self.device, self.avct_dtype, silent=silent)
         win = 2 * w + 1
         enc_w = enc.unfold(0, win, 1).permute(0, 2, 1)                         # (stop-start, 11, D)
         dec_w = dec.unfold(0, win, 1).permute(0, 2, 1)
@@ -371,8 +359,9 @@ class Pipeline:
         """The rendering of a job as independent jobs, in order, each rendering a chunk of frames (its
         keypoints, then its batches; no more batches once the event it is given is set) when called, in
         any thread. What depends on the whole job (poses, the reference's encoding, the first frame's
-        keypoints, which all motion is relative to) is computed here, in the caller's thread. Chunks as
-        :func:`chunk_bounds`."""
+        keypoints, which all motion is relative to, the token cache the chunks share) is computed here,
+        in the caller's thread. Chunks as :func:`chunk_bounds`; without the picture, the motion of every
+        ``options.motion_step``-th frame only (:mod:`avct.inference.key_frames`)."""
         from .motion_controls import head_scale, scale_common_translation
 
         n = speech.num_frames
@@ -428,9 +417,8 @@ class Pipeline:
 
     def decoder_tokens_ahead(self, reference: Reference, features: np.ndarray, stop: threading.Event) -> DecoderAhead:
         """The AVCT decoder's tokens of the first frames of speech ``features`` (T, 41) with ``reference``,
-        computed until ``stop`` is set, on one thread: they need no phonemes, so a job computes them
-        while the recogniser still runs (``load_speech(while_waiting=)``) and its frames need fewer."""
-        torch.set_num_threads(1)  # this thread's share: the recogniser holds the other core
+        computed until ``stop`` is set: they need no phonemes, so a job computes them while the recogniser
+        still runs (``load_speech(while_waiting=)``) and its frames need fewer."""
         with torch.inference_mode():
             feature_map = self.models.keypoint_detector.detect(reference.image.to(self.device, torch.float32)).feature_map
         n = len(features) // ROWS_PER_FRAME
@@ -577,10 +565,13 @@ def generate_video(image: str | os.PathLike, audio: str | os.PathLike, output: s
     if not isinstance(pipeline, Pipeline):
         pipeline = pipeline()
     ahead: list[DecoderAhead] = []
+
+    def while_recognising(features: np.ndarray, stop: threading.Event) -> None:  # in a thread of its own
+        torch.set_num_threads(1)  # this thread's share: the recogniser holds the other core
+        ahead.append(pipeline.decoder_tokens_ahead(reference, features, stop))
+
     speech_source = {"phonemes": options.phonemes, "transcript": options.transcript, "f0": options.f0,
-                     "running": frontend,
-                     "while_waiting": lambda features, stop: ahead.append(
-                         pipeline.decoder_tokens_ahead(reference, features, stop))}
+                     "running": frontend, "while_waiting": while_recognising}
     if progress is not True:
         speech = load_speech(audio, **speech_source)
         speech.ahead = ahead[0] if ahead else None

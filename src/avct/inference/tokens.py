@@ -45,12 +45,12 @@ class FrameTokens:
         self._feature_map, self._device, self._dtype = feature_map, device, dtype
         self.num_frames = n = len(rows)
         edges = np.array([-1, n])
-        enc, dec = self._compute(edges, need_decoder=np.ones(2, bool))
+        enc, dec = self._compute(edges, np.ones(2, bool))
         self._enc = enc.new_empty((n + 2, enc.shape[1]))
         self._dec = dec.new_empty((n + 2, dec.shape[1]))
         self._enc[[0, n + 1]], self._dec[[0, n + 1]] = enc, dec
         self._has_decoder = np.zeros(n, bool)  # a decoder token given ahead
-        if decoder_ahead is not None:
+        if decoder_ahead is not None and len(decoder_ahead):  # stopped before its first block: none
             m = min(n, len(decoder_ahead))
             self._dec[1:m + 1] = decoder_ahead[:m].to(self._dec.dtype)
             self._has_decoder[:m] = True
@@ -99,15 +99,25 @@ class FrameTokens:
             raise
 
     def _compute(self, positions: np.ndarray, need_decoder: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tokens of ``positions`` (encoder for all, decoder where ``need_decoder``), under inference mode."""
-        ph, audio, boxes = window_inputs(positions, self.num_frames, self._phonemes, self._rows, self._poses)
-        dev, dt = self._device, self._dtype
-        with torch.inference_mode():
-            enc = self._avct.encoder_tokens(torch.from_numpy(ph).to(dev), torch.from_numpy(boxes).to(dev, dt))
-            dec = None
-            if need_decoder.any():
-                dec = self._avct.decoder_tokens(torch.from_numpy(audio[need_decoder]).to(dev, dt), self._feature_map)
-        return enc, dec
+        return window_tokens(self._avct, positions, self._phonemes, self._rows, self._poses, self._feature_map,
+                             self._device, self._dtype, need_decoder=need_decoder)
+
+
+def window_tokens(avct, positions: np.ndarray, phonemes: np.ndarray, rows: np.ndarray, poses: np.ndarray,
+                  feature_map: torch.Tensor, device: torch.device, dtype: torch.dtype, *, silent: bool = False,
+                  need_decoder: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """AVCT encoder and decoder tokens (P, D) of frame ``positions`` of the video whose per-frame inputs
+    are ``phonemes``, ``rows`` (N, 4, 41) and ``poses``, positions outside it padded by the official
+    windows' rule (``silent``: every frame's speech replaced by silence, for mouth_scale); decoder tokens
+    only where ``need_decoder`` (None: all; no row needed: None)."""
+    ph, audio, boxes = window_inputs(positions, len(rows), phonemes, rows, poses, silent=silent)
+    with torch.inference_mode():
+        enc = avct.encoder_tokens(torch.from_numpy(ph).to(device), torch.from_numpy(boxes).to(device, dtype))
+        if need_decoder is not None:
+            if not need_decoder.any():
+                return enc, None
+            audio = audio[need_decoder]
+        return enc, avct.decoder_tokens(torch.from_numpy(audio).to(device, dtype), feature_map)
 
 
 def decoder_tokens_ahead(avct, rows: np.ndarray, feature_map: torch.Tensor, device: torch.device,
