@@ -34,14 +34,13 @@ def interpolate(outputs: dict[str, torch.Tensor], keys: np.ndarray, start: int, 
     """Per-key tensors (len(keys), ...) -> the same for frames [start, stop), each the linear blend of
     the keys before and after it (a key frame gets its own value exactly)."""
     frames = np.arange(start, stop)
-    after = np.searchsorted(keys, frames, side="left")            # first key >= frame
-    before = np.where(keys[np.minimum(after, len(keys) - 1)] == frames, after, after - 1)
-    after = np.minimum(after, len(keys) - 1)
+    before = np.searchsorted(keys, frames, side="right") - 1      # last key <= frame
+    after = np.searchsorted(keys, frames, side="left")            # first key >= frame (the same on a key)
     span = keys[after] - keys[before]
-    weight = np.where(span > 0, (frames - keys[before]) / np.maximum(span, 1), 0.0)
+    weight = torch.from_numpy(np.where(span > 0, (frames - keys[before]) / np.maximum(span, 1), 0.0))
+    b, a = torch.from_numpy(before), torch.from_numpy(after)
     blended = {}
     for name, value in outputs.items():
-        w = torch.from_numpy(weight).to(value.dtype).view(-1, *([1] * (value.dim() - 1)))
-        b, a = torch.from_numpy(before), torch.from_numpy(after)
+        w = weight.to(value.dtype).view(-1, *([1] * (value.dim() - 1)))
         blended[name] = value[b] * (1 - w) + value[a] * w
     return blended
