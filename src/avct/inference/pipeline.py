@@ -377,9 +377,9 @@ class Pipeline:
                                                 tokens).to(torch.float32)
 
         with torch.inference_mode():
-            kp_src, feature_map, source = self._encode_reference(reference)
             ahead = speech.ahead
             usable = ahead is not None and ahead.pipeline is self and ahead.reference is reference
+            kp_src, feature_map, source = self._encode_reference(reference, ahead.detected if usable else None)
             tokens = FrameTokens(self.models.avct, speech.phonemes, speech.frame_rows(), poses, feature_map,
                                  self.device, self.avct_dtype, ahead.tokens if usable else None)
             kp_initial = keypoints(np.arange(1))
@@ -407,11 +407,12 @@ class Pipeline:
 
         return [job(start, stop) for start, stop in chunk_bounds(n, self.batch_size, chunk)]
 
-    def _encode_reference(self, reference: Reference):
+    def _encode_reference(self, reference: Reference, detected=None):
         """What depends on the reference only, once per video: its keypoints, the AVCT's keypoint
-        feature map and the renderer's source encoding (call under inference mode)."""
+        feature map and the renderer's source encoding (call under inference mode; ``detected``: the
+        keypoint detector's output on it, if already computed)."""
         image = reference.image.to(self.device, torch.float32)
-        detected = self.models.keypoint_detector.detect(image)
+        detected = detected if detected is not None else self.models.keypoint_detector.detect(image)
         source = self.models.generator.encode_source(image)
         return detected.keypoints, detected.feature_map.to(self.avct_dtype), source
 
@@ -420,12 +421,12 @@ class Pipeline:
         computed until ``stop`` is set: they need no phonemes, so a job computes them while the recogniser
         still runs (``load_speech(while_waiting=)``) and its frames need fewer."""
         with torch.inference_mode():
-            feature_map = self.models.keypoint_detector.detect(reference.image.to(self.device, torch.float32)).feature_map
+            detected = self.models.keypoint_detector.detect(reference.image.to(self.device, torch.float32))
         n = len(features) // ROWS_PER_FRAME
         rows = features[: n * ROWS_PER_FRAME].reshape(n, ROWS_PER_FRAME, -1)
-        tokens = decoder_tokens_ahead(self.models.avct, rows, feature_map.to(self.avct_dtype), self.device,
+        tokens = decoder_tokens_ahead(self.models.avct, rows, detected.feature_map.to(self.avct_dtype), self.device,
                                       self.avct_dtype, stop)
-        return DecoderAhead(self, reference, tokens)
+        return DecoderAhead(self, reference, detected, tokens)
 
     def _render_batch(self, source, kp_src: Keypoints, kp_driving: Keypoints, picture: bool = True) -> dict:
         n = len(kp_driving.value)

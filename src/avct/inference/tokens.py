@@ -25,10 +25,12 @@ BLOCK = 64  # frames whose tokens are computed in one call (pose boxes are 256²
 @dataclass
 class DecoderAhead:
     """Decoder tokens of a job's first frames, computed before its phonemes were known, valid only for
-    the pipeline and the reference (its photo's feature map) they were computed with."""
+    the pipeline and the reference they were computed with; ``detected``: the keypoint detector's output
+    on that reference (its keypoints and feature map), which the job then uses rather than detecting again."""
 
     pipeline: object
     reference: object
+    detected: object
     tokens: torch.Tensor  # (M, D), frames 0..M-1
 
 
