@@ -23,7 +23,9 @@ Videos are first prepared by `avct preprocess --no-phonemes` into DIR/data (the 
                   the output a user gets shows a given aperture (sharp+lips on whole frames).
 
 Scores (avct.eval.lips): lip r (correlation of the inner-lip aperture with the real one), lip amp (std
-ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio).
+ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio); for the
+photo modes also the lag within ±3 frames at which r peaks and r there (`timing_profile`, a diagnostic:
+lag +k = the real mouth moves k frames later, e.g. a clip whose sound runs ahead of its picture).
 Writes DIR/lip_reconstruction.md and .json, and the videos DIR/videos/<mode>/<clip>.mp4 (with the audio).
 """
 from __future__ import annotations
@@ -40,7 +42,8 @@ import numpy as np
 def _row(clip: str, mode: str, comparison) -> dict:
     lips = comparison.lips
     return {"clip": clip, "mode": mode, "frames": comparison.frames, "lip_r": lips.r, "lip_amp": lips.amplitude,
-            "silence_gap": lips.silence_gap, "silent_frames": lips.silent_pairs, "sharpness": comparison.sharpness}
+            "silence_gap": lips.silence_gap, "silent_frames": lips.silent_pairs, "sharpness": comparison.sharpness,
+            "best_lag": None, "lip_r_best": None}
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -53,20 +56,23 @@ def _table(rows: list[dict], checkpoint: str) -> str:
 
     lines = ["# Lip reconstruction", "", f"Weights: {checkpoint}.", "",
              "| clip | mode | frames | lip r↑ | lip amp(→1) | silence gap(→0) | silent frames "
-             "| sharpness(→1) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| sharpness(→1) | r at best lag (lag) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 
     def fmt(r: dict) -> str:
+        best = "—" if r["lip_r_best"] is None else (
+            format_number(r["lip_r_best"], 2) + ("" if r["best_lag"] is None else f" ({r['best_lag']:+d})"))
         return (f"| {r['clip']} | {r['mode']} | {r['frames']} | {format_number(r['lip_r'], 2)} | "
                 f"{format_number(r['lip_amp'], 2)} | {format_number(r['silence_gap'], 3)} | "
-                f"{r['silent_frames']} | {format_number(r['sharpness'], 2)} |")
+                f"{r['silent_frames']} | {format_number(r['sharpness'], 2)} | {best} |")
 
     lines += [fmt(r) for r in rows]
     for mode in dict.fromkeys(r["mode"] for r in rows):
         mine = [r for r in rows if r["mode"] == mode]
         lines.append(fmt({"clip": "**mean**", "mode": mode, "frames": sum(r["frames"] for r in mine),
                           "silent_frames": sum(r["silent_frames"] for r in mine),
-                          **{k: _mean(mine, k) for k in ("lip_r", "lip_amp", "silence_gap", "sharpness")}}))
+                          "best_lag": None,
+                          **{k: _mean(mine, k) for k in ("lip_r", "lip_amp", "silence_gap", "sharpness", "lip_r_best")}}))
     return "\n".join(lines + [""])
 
 
@@ -87,7 +93,7 @@ def _photo_row(pipeline, name: str, source: Path, out: Path, real_lips: bool = F
     import cv2
 
     from avct.audio.decode import load_audio
-    from avct.eval.lips import compare_measures, measure_video
+    from avct.eval.lips import compare_measures, measure_video, timing_profile
     from avct.video.reader import read_video
 
     started = time.perf_counter()
@@ -105,8 +111,13 @@ def _photo_row(pipeline, name: str, source: Path, out: Path, real_lips: bool = F
     audio = load_audio(source)
     generated = measure_video(video)
     row = _row(name, mode, compare_measures(generated, real, (audio.samples, audio.sample_rate)))
+    profile = {lag: r for lag, r in timing_profile(generated, real).items() if r is not None}
+    if profile:
+        row["best_lag"] = max(profile, key=profile.get)
+        row["lip_r_best"] = profile[row["best_lag"]]
     print(f"{name} {mode}: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
-          f"sharpness {row['sharpness']} ({len(generated)} frames, {time.perf_counter() - started:.0f} s)", flush=True)
+          f"sharpness {row['sharpness']}, best lag {row['best_lag']} (r {row['lip_r_best']}) "
+          f"({len(generated)} frames, {time.perf_counter() - started:.0f} s)", flush=True)
     return row
 
 

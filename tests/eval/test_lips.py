@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from avct.eval.lips import (FrameMeasures, aperture_curve, compare_measures, face_sharpness, lip_statistics,
-                            measure_frames, measure_video, mouth_aperture, sharpness_ratio, silent_frames)
+                            measure_frames, measure_video, mouth_aperture, sharpness_ratio, silent_frames,
+                            timing_profile)
 
 VIDEO = "vox2_man_hoodie_620900105_pcavs.mp4"  # 4.4 s, 224 px, 25 fps, one face throughout
 FPS = 25.0
@@ -55,6 +56,23 @@ def test_sine_against_sine():
     frozen = lip_statistics(curve(np.full(100, 0.2)), curve(real))
     assert frozen.r == 0.0 and frozen.amplitude < 1e-12
     assert same.pairs == 100 and same.silence_gap is None
+
+
+def test_timing_profile_finds_a_real_mouth_that_moves_late():
+    """A real mouth that moves 2 frames (80 ms) after the generated one: r is lower at lag 0 and exactly 1
+    at lag +2; the same at 50 fps for the real clip (the lag counts generated frames: 4 real frames)."""
+    rng = np.random.default_rng(0)
+    opening = np.convolve(rng.random(140), np.ones(3) / 3, mode="same")   # a non-periodic mouth, 25 fps
+    generated = FrameMeasures(opening[10:110], np.ones(100), FPS)
+    real = FrameMeasures(opening[8:108], np.ones(100), FPS)                # real[i] = generated[i - 2]
+    profile = timing_profile(generated, real, max_lag=3)
+    assert sorted(profile) == [-3, -2, -1, 0, 1, 2, 3]
+    assert profile[2] == pytest.approx(1.0, abs=1e-9)
+    assert profile[0] < 0.9 and max(profile, key=profile.get) == 2
+    assert profile[0] == pytest.approx(compare_measures(generated, real).lips.r, abs=1e-12)  # lag 0 is the metric
+    real50 = FrameMeasures(np.repeat(opening[8:108], 2), np.ones(200), 2 * FPS)   # each frame shown twice
+    profile50 = timing_profile(generated, real50, max_lag=3)
+    assert profile50[2] == pytest.approx(1.0, abs=1e-9) and max(profile50, key=profile50.get) == 2
 
 
 def test_frames_without_a_face_are_left_out():

@@ -45,7 +45,7 @@ from .lmd import LEFT_EYE, RIGHT_EYE, pair_indices
 
 __all__ = ["INNER_LIP_PAIRS", "mouth_aperture", "aperture_curve", "face_sharpness", "silent_frames",
            "LipStats", "lip_statistics", "sharpness_ratio", "FrameMeasures", "measure_frames",
-           "measure_video", "LipComparison", "compare_measures"]
+           "measure_video", "LipComparison", "compare_measures", "timing_profile"]
 
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 SHARPNESS_SIZE = 128        # face box resized to this square before the Laplacian
@@ -209,3 +209,20 @@ def compare_measures(generated: FrameMeasures, real: FrameMeasures,
         silent = silent_frames(audio[0], audio[1], len(generated), generated.fps)[gi]
     stats = lip_statistics(generated.aperture[gi], real.aperture[rj], silent)
     return LipComparison(stats, sharpness_ratio(generated.sharpness[gi], real.sharpness[rj]), len(pairs))
+
+
+def timing_profile(generated: FrameMeasures, real: FrameMeasures, max_lag: int = 3) -> dict[int, float | None]:
+    """Lip r with the real clip shifted: lag k pairs generated frame i with the real frame shown at time
+    (i + k) / fps (k > 0: the real mouth moves later than the generated one), for k in −max_lag … max_lag.
+
+    A diagnostic beside the metric, which pairs equal times: when r peaks away from 0, what is lost is
+    timing, the generated mouth's or the real clip's own (its sound running ahead of or behind its
+    picture, common in web video), not the mouth's shape."""
+    profile: dict[int, float | None] = {}
+    n_real = len(real)
+    for lag in range(-max_lag, max_lag + 1):
+        gi = np.arange(len(generated))
+        rj = np.floor((gi + lag) * real.fps / generated.fps + 0.5).astype(np.int64)
+        keep = (rj >= 0) & (rj < n_real)
+        profile[lag] = lip_statistics(generated.aperture[gi[keep]], real.aperture[rj[keep]]).r
+    return profile
