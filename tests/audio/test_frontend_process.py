@@ -36,6 +36,33 @@ def test_same_speech_as_in_process_with_duration_and_progress(data, name, parent
     assert fractions[-1] == 1.0 and np.all(np.diff(fractions) > 0)
 
 
+def test_the_childs_progress_shows_while_the_features_are_computed_here(data, monkeypatch):
+    """Long audio: the phonemes' progress must reach the bar while this process still computes the
+    features, not after them (the bar stood still for the features' whole time, then jumped). The
+    features here wait for it (up to a minute): without a reader of the child's messages they would
+    wait in vain."""
+    audio = data / "audio" / "geneface_zozo_11s.wav"
+    fractions: list[float] = []
+    computed = FrontendProcess._features_here
+
+    def features_after_the_phonemes(self, on_progress):
+        deadline = time.monotonic() + 60
+        while not fractions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return computed(self, on_progress)
+
+    monkeypatch.setattr(FrontendProcess, "_features_here", features_after_the_phonemes)
+    running = FrontendProcess(audio)
+    started = time.monotonic()
+    try:
+        features, words = running.result(on_progress=fractions.append)
+    finally:
+        running.close()
+    assert time.monotonic() - started < 50, "the child's progress came only after the features"
+    assert words and fractions[-1] == 1.0 and np.all(np.diff(fractions) > 0)
+    np.testing.assert_array_equal(features.astype(np.float32), load_speech(audio).features)
+
+
 def test_given_phonemes_and_official_f0_are_used(data):
     wav = data / "phoneme_ref" / "id01921_2kRfa3djUmQ_00036.wav"
     running = FrontendProcess(wav, phonemes=wav.with_suffix(".json"), f0="official")

@@ -45,3 +45,13 @@ def test_no_eta_until_a_share_of_the_job_is_done(bar):
     assert last_line(out).endswith("<?]"), last_line(out)
     job.speech(share * 1.01)
     assert not last_line(out).endswith("<?]"), last_line(out)
+
+
+def test_small_steps_after_a_big_one_are_shown(bar):
+    """tqdm's dynamic miniters (its default) stop redrawing until the next update is as large as the largest
+    so far: after the front-end's jump the bar moved in ~18 % steps, seconds apart."""
+    job, out = bar
+    job.speech(1.0)
+    for done in range(1, 6):
+        job.frames(done, 750)
+        assert f"{done}/750 frames" in last_line(out), last_line(out)

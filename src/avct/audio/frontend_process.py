@@ -132,27 +132,44 @@ class FrontendProcess:
         if not features_in_parent(seconds):
             return self._receive(on_progress)
         progress = CombinedProgress(on_progress, {"features": FEATURE_COST[self._f0], "phonemes": PHONEME_COST})
-        features = self._features_here(progress.part("features"))
-        if while_waiting is None:
-            return features, self._receive(progress.part("phonemes"))
-        stop, failure = threading.Event(), []
+        # The child's messages are read while the features are computed here, so that its progress shows as
+        # it comes (read afterwards, the bar stood still for the features' whole time, then jumped).
+        received: dict = {"warnings": []}
 
-        def work() -> None:
+        def receive() -> None:
             try:
-                while_waiting(features, stop)
-            except BaseException as e:  # raised in the caller's thread, after the phonemes
-                failure.append(e)
+                received["words"] = self._receive(progress.part("phonemes"), received["warnings"].append)
+            except BaseException as e:  # raised in the caller's thread
+                received["error"] = e
 
-        worker = threading.Thread(target=work, name="avct-while-waiting", daemon=True)
-        worker.start()
+        reader = threading.Thread(target=receive, name="avct-frontend-reader", daemon=True)
+        reader.start()
+        # (should the features fail, the caller's close() stops the child and the reader ends on EOF)
+        features = self._features_here(progress.part("features"))
+        stop, failure = threading.Event(), []
+        worker = None
+        if while_waiting is not None and reader.is_alive():
+            def work() -> None:
+                try:
+                    while_waiting(features, stop)
+                except BaseException as e:  # raised in the caller's thread, after the phonemes
+                    failure.append(e)
+
+            worker = threading.Thread(target=work, name="avct-while-waiting", daemon=True)
+            worker.start()
         try:
-            words = self._receive(progress.part("phonemes"))
+            reader.join()
         finally:
             stop.set()
-            worker.join()
+            if worker is not None:
+                worker.join()
+        for message, category in received["warnings"]:
+            warnings.warn(message, category, stacklevel=2)
+        if "error" in received:
+            raise received["error"]
         if failure:
             raise failure[0]
-        return features, words
+        return features, received["words"]
 
     def _features_here(self, on_progress: Callable[[float], None]) -> np.ndarray:
         from ..media import SAMPLE_RATE
@@ -161,9 +178,11 @@ class FrontendProcess:
 
         return acoustic_features(load_audio(self._audio).samples, SAMPLE_RATE, f0=self._f0, on_progress=on_progress)
 
-    def _receive(self, on_progress: Callable[[float], None] | None):
+    def _receive(self, on_progress: Callable[[float], None] | None,
+                 on_warning: Callable[[tuple[str, type[Warning]]], None] | None = None):
         """The child's next payload ("decoded" seconds or "done" result), passing its progress on to
-        ``on_progress`` and re-issuing its warnings on the way."""
+        ``on_progress`` and re-issuing its warnings on the way (or handing them to ``on_warning``, from a
+        thread other than the caller's)."""
         while True:
             try:
                 kind, *payload = self._conn.recv()
@@ -174,7 +193,10 @@ class FrontendProcess:
                 if on_progress is not None:
                     on_progress(payload[0])
             elif kind == "warning":
-                warnings.warn(payload[0], payload[1], stacklevel=4)
+                if on_warning is not None:
+                    on_warning((payload[0], payload[1]))
+                else:
+                    warnings.warn(payload[0], payload[1], stacklevel=4)
             elif kind == "error":
                 raise AvctError(payload[0])
             elif kind == "crash":

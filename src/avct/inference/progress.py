@@ -5,23 +5,25 @@ runs before the first frame and took a third of a long job's time without a word
 frames alone started late and its first ETA, from the slow first frames, was off by an order of
 magnitude. Here the job is ``FRONTEND_COST`` units per second of speech followed by ``FRAME_COST`` units
 per frame, in the ratio measured on one machine for the default job (bundled weights, sharp output
-running the dense motion alone, 2 cores, a 30 s clip: 0.33 s of the bar per second of speech before the
-first frame, then 0.036 s per frame). Absolute speed differs between machines but cancels out of the
-ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its default moving average one
+running the dense motion alone, 2 cores; re-measured 2026-11-30 on an AVX2 EPYC: a 30 s clip took 0.25 s
+of the bar per second of speech before the first frame, then 0.0147 s per frame; a 71 s clip 0.23 and
+0.0145 s; it had been 0.33 and 0.036 s before the frames got faster). Absolute speed differs between
+machines but cancels out of the ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its default moving average one
 slow batch of frames doubled the ETA for seconds). Jobs whose frames cost more (the renderer's
 picture: official checkpoints, ``--fill renderer``, ``--render classic``) start with too short an ETA,
 which the frames' own rate corrects.
 
 The ETA is shown from ``ETA_FROM`` of the job on: extrapolated from the first fraction of a percent
-(decoding, the features' first blocks) it said 7 min for a job of 45 s.
+(decoding, the features' first blocks) it said 7 min for a job of 45 s; from 2 % (the features' first
+blocks of a 71 s clip, while the weights were still loading) 1 min 55 s for 40 s.
 """
 from __future__ import annotations
 
 from ..media import FPS
 
-FRONTEND_COST = 1.2   # units per second of speech
-FRAME_COST = 0.13     # units per frame
-ETA_FROM = 0.02       # share of the job done before the ETA is shown
+FRONTEND_COST = 0.24  # units per second of speech
+FRAME_COST = 0.0145   # units per frame
+ETA_FROM = 0.05       # share of the job done before the ETA is shown
 SCALE = 100           # units per bar step, so that short jobs still move smoothly
 
 
@@ -43,8 +45,11 @@ class JobProgress:
 
         self.speech_units = FRONTEND_COST * seconds * SCALE
         total = self.speech_units + FRAME_COST * seconds * FPS * SCALE
+        # smoothing 0: the average rate since the start (the units model the work); miniters 1: redraw on
+        # time alone (mininterval). tqdm's default, dynamic miniters, then waits for a step as large as the
+        # largest so far: after the front-end's jump the bar moved in ~18 % steps, 3 s apart on a 30 s job.
         self.bar = tqdm(total=round(total), desc="speech: ", unit="", unit_scale=False, bar_format=_format("?"),
-                        smoothing=0)  # the average rate since the start: the units model the work
+                        smoothing=0, miniters=1)
 
     def speech(self, fraction: float) -> None:
         """The front-end's progress, 0..1."""
