@@ -8,8 +8,8 @@ per frame, in the ratio measured on one machine for the default job (bundled wei
 running the dense motion alone, 2 cores; re-measured 2026-11-30 on an AVX2 EPYC: a 30 s clip took 0.25 s
 of the bar per second of speech before the first frame, then 0.0147 s per frame; a 71 s clip 0.23 and
 0.0145 s; it had been 0.33 and 0.036 s before the frames got faster). Absolute speed differs between
-machines but cancels out of the ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its default moving average one
-slow batch of frames doubled the ETA for seconds). Jobs whose frames cost more (the renderer's
+machines but cancels out of the ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its
+default moving average one slow batch of frames doubled the ETA for seconds). Jobs whose frames cost more (the renderer's
 picture: official checkpoints, ``--fill renderer``, ``--render classic``) start with too short an ETA,
 which the frames' own rate corrects.
 
