@@ -72,7 +72,8 @@ def _table(rows: list[dict], checkpoint: str) -> str:
         lines.append(fmt({"clip": "**mean**", "mode": mode, "frames": sum(r["frames"] for r in mine),
                           "silent_frames": sum(r["silent_frames"] for r in mine),
                           "best_lag": None,
-                          **{k: _mean(mine, k) for k in ("lip_r", "lip_amp", "silence_gap", "sharpness", "lip_r_best")}}))
+                          **{k: _mean(mine, k)
+                             for k in ("lip_r", "lip_amp", "silence_gap", "sharpness", "lip_r_best")}}))
     return "\n".join(lines + [""])
 
 

@@ -9,9 +9,9 @@ running the dense motion alone, 2 cores; re-measured 2026-11-30 on an AVX2 EPYC:
 of the bar per second of speech before the first frame, then 0.0147 s per frame; a 71 s clip 0.23 and
 0.0145 s; it had been 0.33 and 0.036 s before the frames got faster). Absolute speed differs between
 machines but cancels out of the ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its
-default moving average one slow batch of frames doubled the ETA for seconds). Jobs whose frames cost more (the renderer's
-picture: official checkpoints, ``--fill renderer``, ``--render classic``) start with too short an ETA,
-which the frames' own rate corrects.
+default moving average one slow batch of frames doubled the ETA for seconds). Jobs whose frames cost
+more (the renderer's picture: official checkpoints, ``--fill renderer``, ``--render classic``) start with
+too short an ETA, which the frames' own rate corrects.
 
 The ETA is shown from ``ETA_FROM`` of the job on: extrapolated from the first fraction of a percent
 (decoding, the features' first blocks) it said 7 min for a job of 45 s; from 2 % (the features' first
