@@ -86,9 +86,11 @@ def test_bad_audio_is_this_process_avct_error(data, name):
         running.close()
 
 
-def test_warnings_are_reissued_here(data):
-    """A transcript without words: the recogniser warns (in the child) and recognises instead."""
-    running = FrontendProcess(data / GOFORWARD, transcript="...")
+@pytest.mark.parametrize("name", [GOFORWARD, "audio/geneface_zozo_11s.wav"])
+def test_warnings_are_reissued_here(data, name):
+    """A transcript without words: the recogniser warns (in the child) and recognises instead. Long audio
+    too, whose child messages a reader thread takes while the features are computed here."""
+    running = FrontendProcess(data / name, transcript="...")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
