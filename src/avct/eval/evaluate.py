@@ -27,7 +27,8 @@ from ..errors import AvctError
 from . import report
 from .cpbd import cpbd_rgb
 from .fid import FeatureStats, InceptionFeatures, fid_from_features
-from .lips import LipStats, aperture_curve, face_sharpness, lip_statistics, sharpness_ratio, silent_frames
+from .lips import (FrameMeasures, LipStats, aperture_curve, face_sharpness, lip_statistics, sharpness_ratio,
+                   silent_frames, timing_profile)
 from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
@@ -230,6 +231,21 @@ def _lip_scores(gen: VideoAnalysis, ref: VideoAnalysis,
     return stats, sharp, series
 
 
+def _lip_timing(gen: VideoAnalysis, ref: VideoAnalysis) -> tuple[int | None, float | None]:
+    """The lag (generated frames, −3…+3) at which lip r peaks and r there (:func:`.lips.timing_profile`):
+    a peak away from 0 says the generated mouth, or the reference's own picture, runs early or late.
+    Reference frames that were not measured (another frame rate) leave their pairs out."""
+    def measures(a: VideoAnalysis) -> FrameMeasures:
+        return FrameMeasures(aperture_curve([a.landmarks.get(i) for i in range(a.frames)]),
+                             np.full(a.frames, math.nan), a.fps)
+
+    profile = {lag: r for lag, r in timing_profile(measures(gen), measures(ref)).items() if r is not None}
+    if not profile:
+        return None, None
+    best = max(profile, key=profile.get)
+    return best, profile[best]
+
+
 # ---- the whole evaluation ----------------------------------------------------------------------
 
 
@@ -313,6 +329,8 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
                          if gen.landmarks.get(i) is not None and ref.landmarks.get(j) is not None]
             lmd_values = video_lmd(gen.landmarks, ref.landmarks, lmd_pairs)
             lips, sharpness, aperture_series = _lip_scores(gen, ref, frame_pairs)
+            # on every frame only: with --every N the frames a lag pairs were not measured
+            best_lag, r_best_lag = _lip_timing(gen, ref) if frame_step == 1 else (None, None)
             lip_pairs += lips.pairs
             silent_pairs += lips.silent_pairs
             gen_stats.add(gen.features)
@@ -338,6 +356,7 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
                 "cpbd": gen.cpbd_mean, "cpbd_reference": ref.cpbd_mean,
                 "lmd": float(np.mean(lmd_values)) if lmd_values else None, "lmd_frames": len(lmd_values),
                 "lip_r": lips.r, "lip_amp": lips.amplitude, "silence_gap": lips.silence_gap,
+                "lip_best_lag": best_lag, "lip_r_best_lag": r_best_lag,
                 "sharpness": sharpness,
                 "avoff": gen.sync.offset if gen.sync else None,
                 "avconf": gen.sync.confidence if gen.sync else None,

@@ -24,7 +24,8 @@ __all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_pl
 CSV_COLUMNS = (
     "name", "generated", "reference", "frames_generated", "frames_reference", "fps_generated",
     "fps_reference", "fid_video", "cpbd", "cpbd_reference", "lmd", "lmd_frames", "lip_r", "lip_amp",
-    "silence_gap", "sharpness", "avoff", "avconf", "lse_d", "avoff_reference", "avconf_reference",
+    "silence_gap", "lip_best_lag", "lip_r_best_lag", "sharpness", "avoff", "avconf", "lse_d",
+    "avoff_reference", "avconf_reference",
     "lse_d_reference", "note",
 )
 # (JSON key, Table-1 header, decimals)
@@ -41,7 +42,10 @@ METRIC_NOTES = (
     "- lip r / lip amp: correlation (1 = in time with the real lips, 0 = frozen mouth) and std ratio "
     "(1 = opens as much as the real mouth) of the inner-lip aperture (dlib landmarks, inter-ocular "
     "units) against the real clip at the same times; silence gap: mean generated − real aperture in "
-    "pauses of the speech (> 0: the mouth hangs open); mean over videos (avct.eval.lips).",
+    "pauses of the speech (> 0: the mouth hangs open); mean over videos (avct.eval.lips). Per video "
+    "(per_video.csv, with --every 1): lip_best_lag, the shift of the real clip within ±3 frames at which "
+    "lip r peaks (> 0: the real mouth moves later), and lip_r_best_lag, r there; a peak away from 0 is "
+    "timing, the generated mouth's or the real clip's own sound-to-picture offset.",
     "- sharpness: variance of the Laplacian of the face box at 128², median generated / median real.",
     "- AVOff / AVConf: SyncNet offset (frames; > 0: audio leads) and confidence, mean over videos.",
     "- Ground Truth: FID and LMD 0, lip r, lip amp and sharpness 1, silence gap 0 by definition; CPBD "
