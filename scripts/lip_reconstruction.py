@@ -24,7 +24,7 @@ Videos are first prepared by `avct preprocess --no-phonemes` into DIR/data (the 
 
 Scores (avct.eval.lips): lip r (correlation of the inner-lip aperture with the real one), lip amp (std
 ratio), silence gap (aperture difference in pauses), sharpness (face-box Laplacian variance ratio); for the
-photo modes also the lag within ±3 frames at which r peaks and r there (`timing_profile`, a diagnostic:
+photo modes also the lag within ±3 frames at which r peaks and r there (`timing_peak`, a diagnostic:
 lag +k = the real mouth moves k frames later, e.g. a clip whose sound runs ahead of its picture).
 Writes DIR/lip_reconstruction.md and .json, and the videos DIR/videos/<mode>/<clip>.mp4 (with the audio).
 """
@@ -94,7 +94,7 @@ def _photo_row(pipeline, name: str, source: Path, out: Path, real_lips: bool = F
     import cv2
 
     from avct.audio.decode import load_audio
-    from avct.eval.lips import compare_measures, measure_video, timing_profile
+    from avct.eval.lips import compare_measures, measure_video, timing_peak
     from avct.video.reader import read_video
 
     started = time.perf_counter()
@@ -112,10 +112,7 @@ def _photo_row(pipeline, name: str, source: Path, out: Path, real_lips: bool = F
     audio = load_audio(source)
     generated = measure_video(video)
     row = _row(name, mode, compare_measures(generated, real, (audio.samples, audio.sample_rate)))
-    profile = {lag: r for lag, r in timing_profile(generated, real).items() if r is not None}
-    if profile:
-        row["best_lag"] = max(profile, key=profile.get)
-        row["lip_r_best"] = profile[row["best_lag"]]
+    row["best_lag"], row["lip_r_best"] = timing_peak(generated, real)
     print(f"{name} {mode}: r {row['lip_r']}, amp {row['lip_amp']}, silence gap {row['silence_gap']}, "
           f"sharpness {row['sharpness']}, best lag {row['best_lag']} (r {row['lip_r_best']}) "
           f"({len(generated)} frames, {time.perf_counter() - started:.0f} s)", flush=True)

@@ -10,7 +10,7 @@ import pytest
 
 from avct.eval.lips import (FrameMeasures, aperture_curve, compare_measures, face_sharpness, lip_statistics,
                             measure_frames, measure_video, mouth_aperture, sharpness_ratio, silent_frames,
-                            timing_profile)
+                            timing_peak, timing_profile)
 
 VIDEO = "vox2_man_hoodie_620900105_pcavs.mp4"  # 4.4 s, 224 px, 25 fps, one face throughout
 FPS = 25.0
@@ -73,6 +73,10 @@ def test_timing_profile_finds_a_real_mouth_that_moves_late():
     real50 = FrameMeasures(np.repeat(opening[8:108], 2), np.ones(200), 2 * FPS)   # each frame shown twice
     profile50 = timing_profile(generated, real50, max_lag=3)
     assert profile50[2] == pytest.approx(1.0, abs=1e-9) and max(profile50, key=profile50.get) == 2
+    lag, r = timing_peak(generated, real)
+    assert lag == 2 and r == pytest.approx(1.0, abs=1e-9)
+    frozen = FrameMeasures(np.full(100, np.nan), np.ones(100), FPS)            # no face anywhere: no peak
+    assert timing_peak(frozen, real) == (None, None)
 
 
 def test_frames_without_a_face_are_left_out():

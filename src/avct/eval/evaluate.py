@@ -28,7 +28,7 @@ from . import report
 from .cpbd import cpbd_rgb
 from .fid import FeatureStats, InceptionFeatures, fid_from_features
 from .lips import (FrameMeasures, LipStats, aperture_curve, face_sharpness, lip_statistics, sharpness_ratio,
-                   silent_frames, timing_profile)
+                   silent_frames, timing_peak)
 from .lmd import pair_indices, video_lmd
 from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
@@ -232,18 +232,14 @@ def _lip_scores(gen: VideoAnalysis, ref: VideoAnalysis,
 
 
 def _lip_timing(gen: VideoAnalysis, ref: VideoAnalysis) -> tuple[int | None, float | None]:
-    """The lag (generated frames, −3…+3) at which lip r peaks and r there (:func:`.lips.timing_profile`):
+    """The lag (generated frames, −3…+3) at which lip r peaks and r there (:func:`.lips.timing_peak`):
     a peak away from 0 says the generated mouth, or the reference's own picture, runs early or late.
     Reference frames that were not measured (another frame rate) leave their pairs out."""
     def measures(a: VideoAnalysis) -> FrameMeasures:
         return FrameMeasures(aperture_curve([a.landmarks.get(i) for i in range(a.frames)]),
                              np.full(a.frames, math.nan), a.fps)
 
-    profile = {lag: r for lag, r in timing_profile(measures(gen), measures(ref)).items() if r is not None}
-    if not profile:
-        return None, None
-    best = max(profile, key=profile.get)
-    return best, profile[best]
+    return timing_peak(measures(gen), measures(ref))
 
 
 # ---- the whole evaluation ----------------------------------------------------------------------

@@ -45,7 +45,7 @@ from .lmd import LEFT_EYE, RIGHT_EYE, pair_indices
 
 __all__ = ["INNER_LIP_PAIRS", "mouth_aperture", "aperture_curve", "face_sharpness", "silent_frames",
            "LipStats", "lip_statistics", "sharpness_ratio", "FrameMeasures", "measure_frames",
-           "measure_video", "LipComparison", "compare_measures", "timing_profile"]
+           "measure_video", "LipComparison", "compare_measures", "timing_profile", "timing_peak"]
 
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 SHARPNESS_SIZE = 128        # face box resized to this square before the Laplacian
@@ -226,3 +226,12 @@ def timing_profile(generated: FrameMeasures, real: FrameMeasures, max_lag: int =
         keep = (rj >= 0) & (rj < n_real)
         profile[lag] = lip_statistics(generated.aperture[gi[keep]], real.aperture[rj[keep]]).r
     return profile
+
+
+def timing_peak(generated: FrameMeasures, real: FrameMeasures, max_lag: int = 3) -> tuple[int | None, float | None]:
+    """The lag at which :func:`timing_profile` peaks and r there; (None, None) when no lag has an r."""
+    profile = {lag: r for lag, r in timing_profile(generated, real, max_lag).items() if r is not None}
+    if not profile:
+        return None, None
+    best = max(profile, key=profile.get)
+    return best, profile[best]
