@@ -219,12 +219,10 @@ def timing_profile(generated: FrameMeasures, real: FrameMeasures, max_lag: int =
     timing, the generated mouth's or the real clip's own (its sound running ahead of or behind its
     picture, common in web video), not the mouth's shape."""
     profile: dict[int, float | None] = {}
-    n_real = len(real)
     for lag in range(-max_lag, max_lag + 1):
-        gi = np.arange(len(generated))
-        rj = np.floor((gi + lag) * real.fps / generated.fps + 0.5).astype(np.int64)
-        keep = (rj >= 0) & (rj < n_real)
-        profile[lag] = lip_statistics(generated.aperture[gi[keep]], real.aperture[rj[keep]]).r
+        pairs = np.array(pair_indices(len(generated), generated.fps, len(real), real.fps, shift=lag),
+                         dtype=np.int64).reshape(-1, 2)
+        profile[lag] = lip_statistics(generated.aperture[pairs[:, 0]], real.aperture[pairs[:, 1]]).r
     return profile
 
 

@@ -65,16 +65,18 @@ def frame_landmarks(rgb: np.ndarray) -> np.ndarray | None:
     return faces[0].landmarks if faces else None
 
 
-def pair_indices(n_gen: int, fps_gen: float, n_ref: int, fps_ref: float) -> list[tuple[int, int]]:
-    """(generated index, reference index) pairs shown at the same time; same index for equal rates."""
+def pair_indices(n_gen: int, fps_gen: float, n_ref: int, fps_ref: float, shift: int = 0) -> list[tuple[int, int]]:
+    """(generated index, reference index) pairs shown at the same time; same index for equal rates.
+    ``shift``: pair generated frame i with the reference frame shown at the time of generated frame
+    i + shift instead (the timing diagnostic, :func:`avct.eval.lips.timing_profile`)."""
     if n_gen <= 0 or n_ref <= 0:
         return []
-    if not fps_gen or not fps_ref or abs(fps_gen - fps_ref) < 1e-3:
-        n = min(n_gen, n_ref)
-        return [(i, i) for i in range(n)]
+    same_rate = not fps_gen or not fps_ref or abs(fps_gen - fps_ref) < 1e-3
     pairs = []
     for i in range(n_gen):
-        j = int(np.floor(i * fps_ref / fps_gen + 0.5))
+        j = i + shift if same_rate else int(np.floor((i + shift) * fps_ref / fps_gen + 0.5))
+        if j < 0:
+            continue
         if j >= n_ref:
             break
         pairs.append((i, j))
