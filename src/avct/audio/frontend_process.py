@@ -27,6 +27,7 @@ import multiprocessing
 import threading
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 import numpy as np
@@ -133,43 +134,31 @@ class FrontendProcess:
             return self._receive(on_progress)
         progress = CombinedProgress(on_progress, {"features": FEATURE_COST[self._f0], "phonemes": PHONEME_COST})
         # The child's messages are read while the features are computed here, so that its progress shows as
-        # it comes (read afterwards, the bar stood still for the features' whole time, then jumped).
-        received: dict = {"warnings": []}
-
-        def receive() -> None:
-            try:
-                received["words"] = self._receive(progress.part("phonemes"), received["warnings"].append)
-            except BaseException as e:  # raised in the caller's thread
-                received["error"] = e
-
-        reader = threading.Thread(target=receive, name="avct-frontend-reader", daemon=True)
-        reader.start()
-        # (should the features fail, the caller's close() stops the child and the reader ends on EOF)
-        features = self._features_here(progress.part("features"))
-        stop, failure = threading.Event(), []
-        worker = None
-        if while_waiting is not None and reader.is_alive():
-            def work() -> None:
-                try:
-                    while_waiting(features, stop)
-                except BaseException as e:  # raised in the caller's thread, after the phonemes
-                    failure.append(e)
-
-            worker = threading.Thread(target=work, name="avct-while-waiting", daemon=True)
-            worker.start()
+        # it comes (read afterwards, the bar stood still for the features' whole time, then jumped). Should
+        # the features fail, the caller's close() stops the child and the reader ends on EOF.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="avct-frontend")
+        warned: list[tuple[str, type[Warning]]] = []
+        ahead = None
         try:
-            reader.join()
+            phonemes = pool.submit(self._receive, progress.part("phonemes"), warned.append)
+            features = self._features_here(progress.part("features"))
+            stop = threading.Event()
+            if while_waiting is not None and not phonemes.done():
+                ahead = pool.submit(while_waiting, features, stop)
+            try:
+                wait([phonemes])
+            finally:
+                stop.set()
+                if ahead is not None:
+                    wait([ahead])
         finally:
-            stop.set()
-            if worker is not None:
-                worker.join()
-        for message, category in received["warnings"]:
+            pool.shutdown(wait=False)
+        for message, category in warned:
             warnings.warn(message, category, stacklevel=2)
-        if "error" in received:
-            raise received["error"]
-        if failure:
-            raise failure[0]
-        return features, received["words"]
+        words = phonemes.result()  # the child's error, raised here
+        if ahead is not None:
+            ahead.result()         # the waiting work's failure, after the phonemes
+        return features, words
 
     def _features_here(self, on_progress: Callable[[float], None]) -> np.ndarray:
         from ..media import SAMPLE_RATE
