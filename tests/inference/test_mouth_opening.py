@@ -63,6 +63,26 @@ def test_opening_moves_the_lips_apart_by_the_amount_asked():
     assert (np.diff(y, axis=0) >= -1e-4).all()
 
 
+def test_the_inside_of_an_open_mouth_is_dark_but_for_the_lips_edges():
+    """Between the lips the shade is full (the mouth's inside) except for a soft edge at each lip; a small
+    opening gets a lighter shade, in proportion up to SHADE_FULL inter-ocular distances."""
+    from avct.inference.mouth_opening import SHADE_FULL
+
+    mouth = MouthShape.from_landmarks(synthetic_landmarks())
+    x, y = identity_map()
+    opening = 20.0  # a third of the 60 px eye distance: more than SHADE_FULL
+    shade = open_mouth(x, y, mouth, opening)[:, 100]
+    top, bottom = 160 - UPPER * opening, 160 + (1 - UPPER) * opening
+    inner = np.arange(int(np.ceil(top + 0.2 * opening)), int(bottom - 0.2 * opening))
+    assert len(inner) >= 10 and (shade[inner] == 1.0).all()
+    edges = shade[int(top)], shade[int(np.ceil(bottom))]
+    assert max(edges) < 0.5
+    assert (shade[:int(top) - 1] == 0).all() and (shade[int(bottom) + 2:] == 0).all()
+    small = SHADE_FULL * mouth.iod / 2  # half the opening that gets the full shade
+    x, y = identity_map()
+    assert open_mouth(x, y, mouth, small)[:, 100].max() == pytest.approx(0.5, abs=0.01)
+
+
 def test_the_opening_fades_towards_the_corners():
     mouth = MouthShape.from_landmarks(synthetic_landmarks())
     x, y = identity_map()
@@ -99,6 +119,27 @@ def test_dlib_reads_the_opening_asked_for_on_a_real_photo():
     darken(opened, shade)
     change = mouth_aperture(detect_faces(opened)[0].landmarks) - mouth.aperture
     assert 0.10 <= change <= 0.20, change
+
+
+def test_a_bearded_face_opened_by_a_known_amount_reads_open():
+    """A closed mouth in a beard (the first frame of a wide shot, 1280×720): the stretched lip line alone
+    read as thicker lips (dlib: 0.38 of an opening of 0.12); with the dark inside at least half of it."""
+    from avct.eval.lips import mouth_aperture
+    from avct.face.landmarks import detect_faces
+    from avct.inference.mouth_opening import darken
+    from avct.video.reader import read_video
+
+    import cv2
+
+    photo = next(iter(read_video(require(VIDEOS / "wav2lip_testmov_man_cutaway_23s.mov"))))
+    mouth = MouthShape.from_landmarks(detect_faces(photo)[0].landmarks)
+    assert mouth.aperture < 0.02  # closed
+    x, y = identity_map(*photo.shape[:2])
+    shade = open_mouth(x, y, mouth, 0.12 * mouth.pixels_per_aperture())
+    opened = cv2.remap(photo, x, y, cv2.INTER_CUBIC)
+    darken(opened, shade)
+    change = mouth_aperture(detect_faces(opened)[0].landmarks) - mouth.aperture
+    assert 0.06 <= change <= 0.18, change
 
 
 def test_predictions_are_read_from_their_rest_level_and_the_photo_keeps_its_mouth_at_rest():
