@@ -101,9 +101,10 @@ def test_a_negative_opening_closes_an_open_mouth_and_never_crosses_the_lips():
     assert rows_inside <= 1  # the 10 px of open mouth are squeezed out
 
 
-def test_dlib_reads_the_opening_asked_for_on_a_real_photo():
-    """A real face opened by +0.15 inter-ocular distances: dlib's aperture on the warped photo rises by
-    0.10-0.20 (the lip metric's own measure, avct.eval.lips), and closing it again reads as closed."""
+def read_opening(video: str, opening: float) -> tuple[MouthShape, float]:
+    """The first frame of a shared clip with its mouth opened by ``opening`` inter-ocular distances (the
+    warp and the shade, on the whole photo) -> the photo's mouth and the rise of dlib's aperture on it
+    (the lip metric's own measure, avct.eval.lips)."""
     import cv2
 
     from avct.eval.lips import mouth_aperture
@@ -111,34 +112,26 @@ def test_dlib_reads_the_opening_asked_for_on_a_real_photo():
     from avct.inference.mouth_opening import darken
     from avct.video.reader import read_video
 
-    photo = next(iter(read_video(require(VIDEOS / "retalking_face5_woman_glasses_red_5s.mp4"))))
+    photo = next(iter(read_video(require(VIDEOS / video))))
     mouth = MouthShape.from_landmarks(detect_faces(photo)[0].landmarks)
     x, y = identity_map(*photo.shape[:2])
-    shade = open_mouth(x, y, mouth, 0.15 * mouth.pixels_per_aperture())
+    shade = open_mouth(x, y, mouth, opening * mouth.pixels_per_aperture())
     opened = cv2.remap(photo, x, y, cv2.INTER_CUBIC)
     darken(opened, shade)
-    change = mouth_aperture(detect_faces(opened)[0].landmarks) - mouth.aperture
+    return mouth, mouth_aperture(detect_faces(opened)[0].landmarks) - mouth.aperture
+
+
+def test_dlib_reads_the_opening_asked_for_on_a_real_photo():
+    """A real face opened by +0.15 inter-ocular distances: dlib's aperture rises by 0.10-0.20."""
+    _, change = read_opening("retalking_face5_woman_glasses_red_5s.mp4", 0.15)
     assert 0.10 <= change <= 0.20, change
 
 
 def test_a_bearded_face_opened_by_a_known_amount_reads_open():
     """A closed mouth in a beard (the first frame of a wide shot, 1280×720): the stretched lip line alone
     read as thicker lips (dlib: 0.38 of an opening of 0.12); with the dark inside at least half of it."""
-    from avct.eval.lips import mouth_aperture
-    from avct.face.landmarks import detect_faces
-    from avct.inference.mouth_opening import darken
-    from avct.video.reader import read_video
-
-    import cv2
-
-    photo = next(iter(read_video(require(VIDEOS / "wav2lip_testmov_man_cutaway_23s.mov"))))
-    mouth = MouthShape.from_landmarks(detect_faces(photo)[0].landmarks)
+    mouth, change = read_opening("wav2lip_testmov_man_cutaway_23s.mov", 0.12)
     assert mouth.aperture < 0.02  # closed
-    x, y = identity_map(*photo.shape[:2])
-    shade = open_mouth(x, y, mouth, 0.12 * mouth.pixels_per_aperture())
-    opened = cv2.remap(photo, x, y, cv2.INTER_CUBIC)
-    darken(opened, shade)
-    change = mouth_aperture(detect_faces(opened)[0].landmarks) - mouth.aperture
     assert 0.06 <= change <= 0.18, change
 
 
