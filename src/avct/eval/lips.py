@@ -201,14 +201,20 @@ def compare_measures(generated: FrameMeasures, real: FrameMeasures,
     """Pair each generated frame with the real frame shown at its time and compare.
 
     ``audio``: (samples, sample_rate) of the speech for the silence gap (its time 0 = frame 0)."""
-    pairs = pair_indices(len(generated), generated.fps, len(real), real.fps)
-    gi = np.array([i for i, _ in pairs], dtype=np.int64)
-    rj = np.array([j for _, j in pairs], dtype=np.int64)
+    gi, rj = _paired(generated, real)
     silent = None
     if audio is not None and len(gi):
         silent = silent_frames(audio[0], audio[1], len(generated), generated.fps)[gi]
     stats = lip_statistics(generated.aperture[gi], real.aperture[rj], silent)
-    return LipComparison(stats, sharpness_ratio(generated.sharpness[gi], real.sharpness[rj]), len(pairs))
+    return LipComparison(stats, sharpness_ratio(generated.sharpness[gi], real.sharpness[rj]), len(gi))
+
+
+def _paired(generated: FrameMeasures, real: FrameMeasures, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(generated indices, real indices) of the frames shown at the same time (``shift``: see
+    :func:`avct.eval.lmd.pair_indices`), as two int arrays."""
+    pairs = np.array(pair_indices(len(generated), generated.fps, len(real), real.fps, shift=shift),
+                     dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def timing_profile(generated: FrameMeasures, real: FrameMeasures, max_lag: int = 3) -> dict[int, float | None]:
@@ -220,9 +226,8 @@ def timing_profile(generated: FrameMeasures, real: FrameMeasures, max_lag: int =
     picture, common in web video), not the mouth's shape."""
     profile: dict[int, float | None] = {}
     for lag in range(-max_lag, max_lag + 1):
-        pairs = np.array(pair_indices(len(generated), generated.fps, len(real), real.fps, shift=lag),
-                         dtype=np.int64).reshape(-1, 2)
-        profile[lag] = lip_statistics(generated.aperture[pairs[:, 0]], real.aperture[pairs[:, 1]]).r
+        gi, rj = _paired(generated, real, lag)
+        profile[lag] = lip_statistics(generated.aperture[gi], real.aperture[rj]).r
     return profile
 
 
