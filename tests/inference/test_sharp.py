@@ -7,7 +7,7 @@ import torch
 
 from avct.models.blocks import make_coordinate_grid
 from avct.inference.options import GenerateOptions
-from avct.inference.sharp import SharpCompositor, make_canvas
+from avct.inference.sharp import FIELD_SMOOTHING, SharpCompositor, make_canvas, upsampled_displacement
 from support.shared_files import shared_image
 
 GRID = 64
@@ -70,7 +70,7 @@ def test_sub_pixel_motion_reads_the_photo_as_a_bicubic_warp_would(photo):
     frame = compose(canvas, fomm_identity() + torch.from_numpy(shift)[None], None)[0]
     compositor = SharpCompositor(canvas)
     h, w = canvas.crop_size
-    displacement = cv2.resize(shift, (w, h), interpolation=cv2.INTER_CUBIC)
+    displacement = upsampled_displacement(shift, (w, h))
     map_x = compositor.base_x + displacement[..., 0] * compositor.half[0]
     map_y = compositor.base_y + displacement[..., 1] * compositor.half[1]
     bicubic = cv2.remap(canvas.source, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
@@ -82,6 +82,27 @@ def test_sub_pixel_motion_reads_the_photo_as_a_bicubic_warp_would(photo):
         return cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
 
     assert sharpness(frame) >= 0.95 * sharpness(bicubic)
+
+
+def test_a_step_in_the_field_becomes_a_ramp_not_a_tear():
+    """Head moving, background still, switching within one grid cell: upsampled as it is, the photo
+    tears along the switch. Smoothed, the step becomes a Gaussian ramp, whose steepest slope is
+    step/(σ√(2π)) per grid cell; far from it the two motions are kept."""
+    step = 0.1
+    shift = np.zeros((GRID, GRID, 2), np.float32)
+    shift[:, GRID // 2:, 0] = step
+    size = 512                                                      # 8 output pixels per grid cell
+    displacement = upsampled_displacement(shift, (size, size))
+    cell = size // GRID
+    row = displacement[size // 2, :, 0]
+    per_cell = np.abs(row[cell:] - row[:-cell]).max()                # change over one cell's width
+    expected = step / (FIELD_SMOOTHING * np.sqrt(2 * np.pi))
+    assert 0.85 * expected <= per_cell <= 1.1 * expected            # unsmoothed: the whole step
+    far = int(4 * FIELD_SMOOTHING * size / GRID)
+    assert np.abs(displacement[:, :size // 2 - far, 0]).max() < 1e-3 * step
+    assert np.abs(displacement[:, size // 2 + far:, 0] - step).max() < 1e-3 * step
+    assert np.abs(displacement[..., 1]).max() == 0
+    assert not upsampled_displacement(np.zeros((GRID, GRID, 2), np.float32), (size, size)).any()
 
 
 def test_pixels_outside_the_crop_are_untouched_and_the_seam_is_smooth(photo):

@@ -7,7 +7,7 @@ resolution and uses the renderer's picture only where the occlusion map says the
 show (the inside of an opening mouth, newly exposed background):
 
     displacement = deformation − identity                          (B, 64, 64, 2), crop-normalised
-    grid         = identity(h, w) + bicubic_upsample(displacement)  (B, h, w, 2)
+    grid         = identity(h, w) + bicubic_upsample(gauss_σ(displacement))  (B, h, w, 2), σ: FIELD_SMOOTHING
     warped       = grid_sample(photo region around the crop, grid)  sharp, native resolution
     ρ            = smoothstep((hi − occlusion) / (hi − lo))         renderer weight, 0 where visible
     face         = ρ · upsample(rendered) + (1 − ρ) · warped
@@ -50,6 +50,14 @@ SOURCE_MARGIN = 0.25    # photo around the crop the warp may pull from, fraction
 # smooth random field: 0.43 vs 2.1 ms a frame for a bicubic remap, Laplacian variance ratio to the photo
 # 1.01 vs 0.945, 47 dB from the bicubic remap's frames.
 FINE = 3
+# The renderer's field moves the head by its keypoints and the background not at all, and switches
+# between the two within a cell or two of its 64² grid. At the photo's resolution that switch tears
+# whatever lies on it: at a head turn, a strand of hair came loose from the head (retalking_face5, 4.8 s,
+# the README's contact sheet). The displacement is smoothed on the grid (a Gaussian of this sigma, in
+# grid cells) before it is upsampled: the hair then bends with the head instead of tearing, and the
+# background right beside the head moves a little with it. A step in the field becomes a ramp whose
+# steepest slope is 1/(σ√(2π)) = 0.13 of the step per cell.
+FIELD_SMOOTHING = 3.0
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -236,7 +244,7 @@ class SharpCompositor:
         ``opening``: the mouth opening in source pixels (:mod:`avct.inference.mouth_opening`)."""
         h, w = self.canvas.crop_size
         shift = deformation - self.identity64
-        displacement = cv2.resize(shift, (w, h), interpolation=cv2.INTER_CUBIC)
+        displacement = upsampled_displacement(shift, (w, h))
         map_x = self.base_x + displacement[..., 0] * self.half[0]
         map_y = self.base_y + displacement[..., 1] * self.half[1]
         shade = None
@@ -275,6 +283,15 @@ class SharpCompositor:
         x0, x1 = max(0, int(zone[0] - dx - margin)), min(w, int(zone[2] - dx + margin) + 1)
         y0, y1 = max(0, int(zone[1] - dy - margin)), min(h, int(zone[3] - dy + margin) + 1)
         return np.s_[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else None
+
+
+def upsampled_displacement(shift: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h', w', 2) displacement on the renderer's grid -> (h, w, 2) at the crop's ``size`` = (w, h):
+    smoothed by FIELD_SMOOTHING grid cells, then upsampled bicubically (zero stays exactly zero)."""
+    if FIELD_SMOOTHING > 0:
+        shift = cv2.GaussianBlur(np.ascontiguousarray(shift, np.float32), (0, 0), FIELD_SMOOTHING,
+                                 borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(shift, size, interpolation=cv2.INTER_CUBIC)
 
 
 def _to_fine(source_map: np.ndarray) -> np.ndarray:
