@@ -145,7 +145,7 @@ def add_batch_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     import os
 
-    from ..inference.batch import process_share, read_manifest, run_batch
+    from ..batch import process_share, read_manifest, run_batch
 
     read_manifest(args.manifest)  # a bad manifest fails before the weights load
     rank, world_size = process_share()

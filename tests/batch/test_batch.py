@@ -1,4 +1,4 @@
-"""`avct batch` / `avct.inference.batch.run_batch`: real videos from a CSV manifest with good and bad rows, resumed
+"""`avct batch` / `avct.batch.run_batch`: real videos from a CSV manifest with good and bad rows, resumed
 runs, JSONL, output paths kept inside the folder, and the rank split of several processes."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avct.inference.batch import plan_jobs, read_manifest, run_batch
+from avct.batch import plan_jobs, read_manifest, run_batch
 from avct.cli import main
 from avct.errors import AvctError
 from avct.io_utils import atomic_write_bytes
