@@ -47,7 +47,8 @@ def score_clip(net, clip) -> dict:
     """One held-out clip through the generation rules -> r, amplitude, silence gap against its real lips."""
     import torch
 
-    from avct.eval.lips import aperture_curve, lip_statistics, silent_frames
+    from avct.eval.lips import lip_statistics, silent_frames
+    from avct.face.landmark_groups import aperture_curve
     from avct.inference.mouth_opening import aperture_plan
     from avct.media import FPS, SAMPLE_RATE
 

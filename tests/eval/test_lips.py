@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from avct.eval.lips import (FrameMeasures, aperture_curve, compare_measures, face_sharpness, lip_statistics,
-                            measure_frames, measure_video, mouth_aperture, sharpness_ratio, silent_frames,
-                            timing_peak, timing_profile)
+from avct.eval.lips import (FrameMeasures, compare_measures, face_sharpness, lip_statistics, measure_frames,
+                            measure_video, sharpness_ratio, silent_frames, timing_peak, timing_profile)
+from avct.face.landmark_groups import aperture_curve, mouth_aperture
 
 VIDEO = "vox2_man_hoodie_620900105_pcavs.mp4"  # 4.4 s, 224 px, 25 fps, one face throughout
 FPS = 25.0

@@ -9,6 +9,7 @@ import torch
 
 from avct.errors import AvctError
 from avct.eval import syncnet as sn
+from avct.models.syncnet import SyncNetV2
 from avct.weights.syncnet import load_syncnet_v2
 
 
@@ -40,7 +41,7 @@ def _random_state(layout, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def test_network_has_exactly_the_layout(layout):
-    mine = sn.SyncNetV2().state_dict()
+    mine = SyncNetV2().state_dict()
     assert [k for k, _, _ in layout] == list(mine)
     for key, shape, dtype in layout:
         assert tuple(mine[key].shape) == shape, key
@@ -58,7 +59,7 @@ def test_loads_a_state_dict_and_embeds_a_5_frame_clip(layout, tmp_path):
     v, a = model.embed_video(clip), model.embed_audio(windows)
     assert v.shape == a.shape == (2, 1024)
     assert torch.isfinite(v).all() and torch.isfinite(a).all()
-    assert isinstance(sn.load_embedder(path), sn.SyncNetV2)
+    assert isinstance(sn.load_embedder(path), SyncNetV2)
 
 
 def test_refuses_anything_but_the_layout(layout, tmp_path):
@@ -72,7 +73,7 @@ def test_refuses_anything_but_the_layout(layout, tmp_path):
     torch.save(missing, tmp_path / "missing.model")
     with pytest.raises(AvctError, match="missing"):
         load_syncnet_v2(tmp_path / "missing.model")
-    torch.save(sn.SyncNetV2(), tmp_path / "pickled.model")  # a whole pickled module: never unpickled
+    torch.save(SyncNetV2(), tmp_path / "pickled.model")  # a whole pickled module: never unpickled
     with pytest.raises(AvctError, match="plain state dict"):
         load_syncnet_v2(tmp_path / "pickled.model")
     with pytest.raises(AvctError, match="not found"):
@@ -138,7 +139,7 @@ def test_score_sync_end_to_end_on_a_synthetic_video(shift):
 
 def test_dsync_directory_loads_through_the_adapter(tmp_path):
     """A D_sync written by `avct train syncnet` (random small weights here) scores through DsyncEmbedder."""
-    from avct.models.discriminators import SYNCNET_PRESETS, SyncNet
+    from avct.models.syncnet import SYNCNET_PRESETS, SyncNet
     from avct.weights.syncnet import save_syncnet
 
     torch.manual_seed(0)

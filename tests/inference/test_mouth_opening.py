@@ -107,7 +107,7 @@ def read_opening(video: str, opening: float) -> tuple[MouthShape, float]:
     (the lip metric's own measure, avct.eval.lips)."""
     import cv2
 
-    from avct.eval.lips import mouth_aperture
+    from avct.face.landmark_groups import mouth_aperture
     from avct.face.landmarks import detect_faces
     from avct.inference.mouth_opening import darken
     from avct.video.reader import read_video
@@ -195,7 +195,7 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
     from avct.inference.pipeline import Pipeline, load_reference, load_speech
     from avct.weights.bundled import default_weights_dir
     from avct.weights.store import load_models
-    from avct.eval.lips import mouth_aperture
+    from avct.face.landmark_groups import mouth_aperture
     from avct.face.landmarks import detect_faces
 
     from avct.audio.decode import load_audio

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from avct.errors import AvctError
-from avct.models.discriminators import (DISCRIMINATOR_PRESETS, SYNCNET_PRESETS, MultiScaleDiscriminator,
-                                        PatchDiscriminator, SyncNet, TemporalDiscriminator, crop_boxes, sync_bce,
-                                        sync_loss)
+from avct.models.discriminators import (DISCRIMINATOR_PRESETS, MultiScaleDiscriminator, PatchDiscriminator,
+                                        TemporalDiscriminator)
+from avct.models.syncnet import SYNCNET_PRESETS, SyncNet, crop_boxes, sync_bce, sync_loss
 from avct.weights.syncnet import load_syncnet, save_syncnet
 
 

@@ -10,7 +10,6 @@ import numpy as np
 from avct.serving.client import download_video, encode_multipart, job_status, request, submit_job, wait_for_job
 from avct.video.reader import probe_video
 from support.live_server import EXAMPLE_IMAGE, SPEECH_SECONDS, wait_until
-from support.shared_files import IMAGES, require
 
 
 def test_round_trip(serve, speech_2s, tmp_path):

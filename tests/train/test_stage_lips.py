@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from avct.errors import AvctError
-from avct.eval.lips import aperture_curve
+from avct.face.landmark_groups import aperture_curve
 from avct.train.engine import train
 from avct.train.stages.lips import ApertureWindows, LipsStage, masked_curve_losses
 from avct.weights.store import load_models

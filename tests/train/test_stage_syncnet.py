@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from support.stage_helpers import SYNCNET_OVERRIDES, SYNCNET_STEPS, build_stage, drop_factor, overfit_syncnet, seed_all
-from avct.models.discriminators import crop_boxes
+from avct.models.syncnet import crop_boxes
 from avct.train.stages import get_stage
 from avct.train.stages.syncnet import SyncNetStage, SyncWindows, load_syncnet
 

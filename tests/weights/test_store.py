@@ -129,7 +129,7 @@ def test_half_storage_round_trip_and_convert_with_syncnet(small_checkpoint_dir, 
     from safetensors import safe_open
 
     from avct.weights.files import half_tensor
-    from avct.models.discriminators import SyncNet, SyncNetConfig
+    from avct.models.syncnet import SyncNet, SyncNetConfig
     from avct.weights.syncnet import load_syncnet, save_syncnet
 
     big = torch.tensor([1.0, 1e6])

@@ -27,10 +27,12 @@ from ..errors import AvctError
 from . import report
 from .cpbd import cpbd_rgb
 from .fid import FeatureStats, InceptionFeatures, fid_from_features
-from .lips import (FrameMeasures, LipStats, aperture_curve, face_sharpness, lip_statistics, sharpness_ratio,
+from ..face.landmark_groups import aperture_curve
+from .lips import (FrameMeasures, LipStats, face_sharpness, lip_statistics, sharpness_ratio,
                    silent_frames, timing_peak)
 from .lmd import pair_indices, video_lmd
-from .syncnet import SyncEmbedder, SyncNetV2, SyncResult, load_embedder, score_sync
+from ..models.syncnet import SyncNetV2
+from .syncnet import SyncEmbedder, SyncResult, load_embedder, score_sync
 from .tracking import build_track, crop_face, to_crop
 from ..media import FPS, VIDEO_SUFFIXES, video_files
 

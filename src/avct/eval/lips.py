@@ -5,7 +5,8 @@ shaking head with a frozen mouth scored as "moving lips". The mouth *aperture* b
 dlib's landmarks of each frame relative to the face's own size, so head motion, face size and image
 resolution drop out; what is left is how far the lips are apart.
 
-Per frame (dlib's 68 landmarks of the largest face, :mod:`avct.face.landmarks`, 0-based iBUG order)::
+Per frame (dlib's 68 landmarks of the largest face, :mod:`avct.face.landmarks`, 0-based iBUG order;
+:func:`avct.face.landmark_groups.mouth_aperture`)::
 
     aperture = mean(|p61 − p67|, |p62 − p66|, |p63 − p65|) / |mean(p36..p41) − mean(p42..p47)|
 
@@ -40,14 +41,14 @@ import cv2
 import numpy as np
 
 from ..audio.pauses import long_runs
+from ..face.landmark_groups import mouth_aperture
 from .cpbd import to_gray
-from .lmd import LEFT_EYE, RIGHT_EYE, pair_indices
+from .lmd import pair_indices
 
-__all__ = ["INNER_LIP_PAIRS", "mouth_aperture", "aperture_curve", "face_sharpness", "silent_frames",
+__all__ = ["face_sharpness", "silent_frames",
            "LipStats", "lip_statistics", "sharpness_ratio", "FrameMeasures", "measure_frames",
            "measure_video", "LipComparison", "compare_measures", "timing_profile", "timing_peak"]
 
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 SHARPNESS_SIZE = 128        # face box resized to this square before the Laplacian
 QUIET_DB = -20.0            # a 40 ms window this far below the speech level is quiet
 SPEECH_PERCENTILE = 90      # the clip's speech level: this percentile of its 40 ms RMS values
@@ -57,23 +58,6 @@ FROZEN_AMPLITUDE = 1e-6     # generated std / real std below this: a constant cu
 
 
 # ---- per frame ------------------------------------------------------------------------------------
-def mouth_aperture(landmarks: np.ndarray) -> float:
-    """Inner-lip gap of (68, 2) landmarks in inter-ocular units (NaN for degenerate eyes)."""
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.shape != (68, 2):
-        raise ValueError(f"expected (68, 2) landmarks, got {pts.shape}")
-    iod = float(np.linalg.norm(pts[RIGHT_EYE].mean(0) - pts[LEFT_EYE].mean(0)))
-    if not np.isfinite(iod) or iod <= 0:
-        return math.nan
-    gap = np.mean([np.linalg.norm(pts[a] - pts[b]) for a, b in INNER_LIP_PAIRS])
-    return float(gap / iod)
-
-
-def aperture_curve(landmarks: Sequence[np.ndarray | None]) -> np.ndarray:
-    """Apertures of a landmark sequence, NaN where a frame has no face (None) or NaN landmarks."""
-    return np.array([math.nan if lm is None else mouth_aperture(lm) for lm in landmarks], dtype=np.float64)
-
-
 def face_sharpness(rgb: np.ndarray, box: Sequence[float]) -> float:
     """Variance of the Laplacian of the face box (x0, y0, x1, y1; inclusive, as dlib's), grayscale,
     resized to 128² (NaN when the box lies outside the image)."""

@@ -29,13 +29,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..face.landmark_groups import LEFT_EYE, MOUTH, RIGHT_EYE
 from ..face.landmarks import detect_faces
 
-__all__ = ["MOUTH", "normalize_mouth", "landmark_distance", "frame_landmarks", "pair_indices", "video_lmd"]
+__all__ = ["normalize_mouth", "landmark_distance", "frame_landmarks", "pair_indices", "video_lmd"]
 
-MOUTH = slice(48, 68)
-LEFT_EYE = slice(36, 42)
-RIGHT_EYE = slice(42, 48)
 
 
 def normalize_mouth(landmarks: np.ndarray) -> np.ndarray:

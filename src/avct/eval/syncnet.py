@@ -1,4 +1,4 @@
-"""AVOff / AVConf: the SyncNet network (``syncnet_v2``) and the reference scoring procedure.
+"""AVOff / AVConf: the reference scoring procedure around ``syncnet_v2`` (:mod:`avct.models.syncnet`).
 
 The numbers only mean something when computed the way the field computes them
 (``shared/reference/syncnet/README.md``; ``syncnet_python``'s ``SyncNetInstance.evaluate``):
@@ -33,12 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import signal
-from torch import nn
 
 from ..errors import AvctError
 from ..media import SAMPLES_PER_FRAME, SAMPLE_RATE
 
-__all__ = ["SyncNetV2", "SyncEmbedder", "SyncResult", "DsyncEmbedder", "load_embedder",
+__all__ = ["SyncEmbedder", "SyncResult", "DsyncEmbedder", "load_embedder",
            "mfcc_features", "sync_scores", "score_sync", "default_make_clips", "default_make_windows", "VSHIFT",
            "CLIP_FRAMES"]
 
@@ -47,61 +46,6 @@ CLIP_FRAMES = 5
 MFCC_PER_FRAME = 4       # 100 Hz / 25 fps
 MFCC_WINDOW = 20         # 0.2 s = 5 video frames
 CONF_MEDIAN_KERNEL = 9
-
-
-# ---- network (the exact syncnet_v2 layout; indices are the state-dict keys) ---------------------
-
-
-def _fc(out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, out))
-
-
-class SyncNetV2(nn.Module):
-    """syncnet_python's ``S``: audio (N,1,13,20) MFCC and video (N,3,5,224,224) BGR -> (N, 1024) each."""
-
-    def __init__(self, embed_dim: int = 1024) -> None:
-        super().__init__()
-        self.netcnnaud = nn.Sequential(
-            nn.Conv2d(1, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            nn.MaxPool2d(1, 1),
-            nn.Conv2d(64, 192, 3, padding=1), nn.BatchNorm2d(192), nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=(1, 2)),
-            nn.Conv2d(192, 384, 3, padding=1), nn.BatchNorm2d(384), nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, 3, padding=1), nn.BatchNorm2d(256), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, 3, padding=1), nn.BatchNorm2d(256), nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2),
-            nn.Conv2d(256, 512, (5, 4)), nn.BatchNorm2d(512), nn.ReLU(),
-        )
-        self.netfcaud = _fc(embed_dim)
-        self.netfclip = _fc(embed_dim)
-        self.netcnnlip = nn.Sequential(
-            nn.Conv3d(3, 96, (5, 7, 7), stride=(1, 2, 2)), nn.BatchNorm3d(96), nn.ReLU(inplace=True),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2)),
-            nn.Conv3d(96, 256, (1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)), nn.BatchNorm3d(256),
-            nn.ReLU(inplace=True),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
-            nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d(256), nn.ReLU(inplace=True),
-            nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d(256), nn.ReLU(inplace=True),
-            nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d(256), nn.ReLU(inplace=True),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2)),
-            nn.Conv3d(256, 512, (1, 6, 6)), nn.BatchNorm3d(512), nn.ReLU(inplace=True),
-        )
-
-    def forward_aud(self, x: torch.Tensor) -> torch.Tensor:
-        return self.netfcaud(self.netcnnaud(x).flatten(1))
-
-    def forward_lip(self, x: torch.Tensor) -> torch.Tensor:
-        return self.netfclip(self.netcnnlip(x).flatten(1))
-
-    @torch.inference_mode()
-    def embed_audio(self, windows: torch.Tensor) -> torch.Tensor:
-        p = next(self.parameters())
-        return self.forward_aud(torch.as_tensor(windows).to(p.device, p.dtype)).float().cpu()
-
-    @torch.inference_mode()
-    def embed_video(self, clips: torch.Tensor) -> torch.Tensor:
-        p = next(self.parameters())
-        return self.forward_lip(torch.as_tensor(clips).to(p.device, p.dtype)).float().cpu()
 
 
 @runtime_checkable
@@ -127,7 +71,7 @@ class DsyncEmbedder:
         self.cfg = model.cfg
 
     def make_clips(self, crops: np.ndarray, starts: Sequence[int], mouths: np.ndarray | None = None) -> torch.Tensor:
-        from ..models.discriminators import crop_boxes
+        from ..models.syncnet import crop_boxes
 
         if mouths is None:
             raise AvctError("D_sync scoring needs mouth boxes (face landmarks) for every frame")

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from scipy import signal
 
+from ..face.landmark_groups import MOUTH
 from ..media import MOUTH_MARGIN
 
 __all__ = ["Track", "box_to_xys", "build_track", "crop_face", "crop_geometry", "mouth_square", "to_crop",
@@ -58,7 +59,7 @@ def box_to_xys(box: tuple[float, float, float, float]) -> tuple[float, float, fl
 def mouth_square(landmarks: np.ndarray, margin: float = MOUTH_MARGIN) -> np.ndarray:
     """Square (x0, y0, x1, y1) in pixel-edge coordinates around the 20 mouth landmarks, each side grown by
     ``margin`` x the larger extent — the training data's mouth box (D_sync crops), without rounding."""
-    mouth = np.asarray(landmarks, dtype=np.float64)[48:68]
+    mouth = np.asarray(landmarks, dtype=np.float64)[MOUTH]
     lo, hi = mouth.min(0), mouth.max(0)
     side = max(8.0, (1 + 2 * margin) * float(max(hi - lo)))
     cx, cy = (lo + hi) / 2 + 0.5

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import AvctError
 from ..media import IMAGE_SIZE
 from .camera import FOCAL, camera_matrix
+from .landmark_groups import MOUTH, MOUTH_CORNERS
 
 # Generic mean face, 68 iBUG-300W points (x right, y down, z away from the camera; mm; centroid at 0).
 # The widely used "in-the-wild" 68-point mean shape distributed with dlib/OpenCV head-pose tutorials
@@ -105,7 +106,7 @@ MEAN_FACE = _symmetrise(_RAW_MEAN_FACE)  # (68, 3) mm
 # them pitch rests on the nose-to-eye spacing alone, which varies between people. On 13 real
 # near-frontal crops the mean Rx was +0.03 rad with this set, -0.02 with all 68 points and +0.11
 # without the jaw (Obama's frontal portrait: -0.06, -0.12 and 0.00).
-POSE_POINTS = np.array(list(range(0, 48)) + [48, 54])
+POSE_POINTS = np.array(list(range(0, MOUTH.start)) + list(MOUTH_CORNERS))
 
 
 def euler_to_matrix(euler: np.ndarray) -> np.ndarray:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio.pauses import long_runs
+from ..face.landmark_groups import (CHIN, LOWER_INNER_LIP, MOUTH_CORNERS, NOSE_BASE, UPPER_INNER_LIP,
+                                    inter_ocular_distance, mouth_aperture)
 
 UPPER = 0.3          # share of the opening taken by the upper lip (the jaw carries the rest)
 JAW = 0.6            # share of the lower lip's drop that the chin follows
@@ -53,9 +55,6 @@ SHADE_EDGE = 2.0
 # opening is scaled up by the inverse, so that a predicted aperture reads as that aperture.
 READ_GAIN = 1.3
 
-UPPER_INNER = (60, 61, 62, 63, 64)   # dlib 68-point indices, left corner to right corner
-LOWER_INNER = (60, 67, 66, 65, 64)
-APERTURE_PAIRS = ((61, 67), (62, 66), (63, 65))  # the lip metric's pairs (avct.eval.lips)
 
 
 @dataclass(frozen=True)
@@ -69,20 +68,17 @@ class MouthShape:
     nose_y: float
     chin_y: float
     iod: float               # inter-ocular distance (the aperture's unit)
-    aperture: float          # this face's own aperture, inter-ocular units (:func:`avct.eval.lips.mouth_aperture`)
+    aperture: float          # this face's own aperture, inter-ocular units (:func:`avct.face.landmark_groups.mouth_aperture`)
 
     @classmethod
     def from_landmarks(cls, landmarks: np.ndarray) -> "MouthShape":
-        from ..eval.lips import mouth_aperture
-        from ..eval.lmd import LEFT_EYE, RIGHT_EYE
-
         pts = np.asarray(landmarks, np.float64)
-        corners = pts[[48, 54]]
-        return cls(upper=pts[list(UPPER_INNER)], lower=pts[list(LOWER_INNER)],
+        corners = pts[list(MOUTH_CORNERS)]
+        return cls(upper=pts[list(UPPER_INNER_LIP)], lower=pts[list(LOWER_INNER_LIP)],
                    centre_x=float(corners[:, 0].mean()),
                    half_width=float(WIDTH_MARGIN * abs(corners[1, 0] - corners[0, 0]) / 2),
-                   nose_y=float(pts[33, 1]), chin_y=float(pts[8, 1]),
-                   iod=float(np.linalg.norm(pts[RIGHT_EYE].mean(0) - pts[LEFT_EYE].mean(0))),
+                   nose_y=float(pts[NOSE_BASE, 1]), chin_y=float(pts[CHIN, 1]),
+                   iod=inter_ocular_distance(pts),
                    aperture=float(mouth_aperture(pts)))
 
     def weight(self, x: np.ndarray) -> np.ndarray:

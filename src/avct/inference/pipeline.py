@@ -493,7 +493,7 @@ class Pipeline:
 
         Default: the renderer's own 256² pictures. With ``options`` (``render="sharp"``) the frames go
         through the sharp output like :meth:`frames`, and ``apertures`` (the driving frames' own lip
-        apertures, :func:`avct.eval.lips.aperture_curve`) open the photo's mouth in place of the
+        apertures, :func:`avct.face.landmark_groups.aperture_curve`) open the photo's mouth in place of the
         lip-aperture network's prediction."""
         def outputs(picture: bool = True) -> Iterator[dict]:
             with torch.inference_mode():

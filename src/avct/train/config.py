@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal
 from ..config import ModelConfig
 from ..config import model_preset
 from ..errors import AvctError
+from ..face.landmark_groups import LOWER_LIP_CENTRE, MOUTH_CORNERS, UPPER_LIP_CENTRE
 
 STAGE_NAMES = ("renderer", "syncnet", "avct", "headmotion", "lips")
 VGG19_ENV = "AVCT_VGG19_WEIGHTS"  # ImageNet VGG-19 weights when the config names none
@@ -282,7 +283,7 @@ class LandmarkPriorConfig:
     """
 
     weight: float = non_negative(0.0)
-    landmarks: tuple[int, ...] = _check((51, 57, 48, 54), _each(lambda v: 0 <= v < 68, "landmark indices 0..67"))
+    landmarks: tuple[int, ...] = _check((UPPER_LIP_CENTRE, LOWER_LIP_CENTRE, *MOUTH_CORNERS), _each(lambda v: 0 <= v < 68, "landmark indices 0..67"))
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AvctError
 from ..io_utils import atomic_write_text
 from .checkpoint_files import MODULES_FILE, STATE_FILE
 from .config import TrainConfig, load_config, to_dict, to_yaml
+
+if TYPE_CHECKING:
+    from .distributed import Distributed
 
 
 RUN_CONFIG_FILE = "config.yaml"

@@ -7,17 +7,14 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import torch
 
 from ..errors import AvctError
 from ..io_utils import atomic_write_text
-from ..models.discriminators import SyncNet, SyncNetConfig
+from ..models.syncnet import SyncNet, SyncNetConfig, SyncNetV2
 from .files import load_state_checked, read_format_json, read_safetensors, read_tensors, unwrap_state_dict, write_safetensors
-
-if TYPE_CHECKING:
-    from ..eval.syncnet import SyncNetV2
 
 SYNCNET_FORMAT = "avct-syncnet"
 SYNCNET_VERSION = 1
@@ -63,10 +60,8 @@ def load_syncnet(path: str | os.PathLike) -> SyncNet:
     return model.eval().requires_grad_(False)
 
 
-def load_syncnet_v2(path: str | os.PathLike, device: str | torch.device = "cpu") -> "SyncNetV2":
+def load_syncnet_v2(path: str | os.PathLike, device: str | torch.device = "cpu") -> SyncNetV2:
     """A user's ``syncnet_v2.model``: a plain state dict with exactly the syncnet_v2 keys and shapes."""
-    from ..eval.syncnet import SyncNetV2
-
     state = unwrap_state_dict(read_tensors(path, "SyncNet weights"))
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AvctError(f"SyncNet weights {path} are not a plain state dict of tensors")

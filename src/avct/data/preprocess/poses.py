@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import AvctError
+from ...face.landmark_groups import MOUTH
 from ...media import IMAGE_SIZE, MOUTH_MARGIN
 from .report import Skip
 
-
-MOUTH_POINTS = slice(48, 68)
 
 
 def fill_gaps(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -26,7 +25,7 @@ def fill_gaps(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
 def mouth_box(points: np.ndarray) -> np.ndarray:
     """Square (x0, y0, x1, y1) around the 20 mouth landmarks, grown by MOUTH_MARGIN on each side and
     shifted (not cut) to stay inside the 256² image; right/bottom exclusive."""
-    mouth = points[MOUTH_POINTS]
+    mouth = points[MOUTH]
     lo, hi = mouth.min(axis=0), mouth.max(axis=0)
     side = min(float(IMAGE_SIZE), max(8.0, (1 + 2 * MOUTH_MARGIN) * float(max(hi - lo))))
     side = int(round(side))

@@ -53,7 +53,8 @@ from ...config import AVCTConfig, ModelConfig
 from ...errors import AvctError
 from ...models.avct import AudioVisualCorrelationTransformer, window_inputs
 from ...models.blocks import AntiAliasInterpolation2d
-from ...models.discriminators import TemporalDiscriminator, crop_boxes, sync_loss
+from ...models.discriminators import TemporalDiscriminator
+from ...models.syncnet import crop_boxes, sync_loss
 from ...models.keypoints import Keypoints
 from ...models.motion import relative_motion
 from ...models.renderer import SourceEncoding

@@ -2,7 +2,7 @@
 
 Not in the paper: the bundled weights open the photo's mouth with it (model card). Any talking clips
 serve, many speakers better than one: the target of frame i is the inner-lip aperture of the dlib
-landmarks ``avct preprocess`` stored for it (:func:`avct.eval.lips.aperture_curve`, the lip metric's
+landmarks ``avct preprocess`` stored for it (:func:`avct.face.landmark_groups.aperture_curve`, the lip metric's
 own definition), so what is trained is what is measured. An item is a window of ``seq_len`` frames:
 its 4·seq_len feature rows, the clip's spectral mean (the network normalises by the whole utterance,
 as at inference), the apertures and a mask of the frames with a face.
@@ -19,7 +19,7 @@ from torch import nn
 
 from ...data.dataset import TalkingHeadDataset
 from ...errors import AvctError
-from ...eval.lips import aperture_curve
+from ...face.landmark_groups import aperture_curve
 from ...models.lip_aperture import SPECTRAL, SPECTRAL_CHANNELS, LipApertureNet
 from ...weights.files import load_state_checked
 from ...weights.store import AvctModels, load_models, save_models

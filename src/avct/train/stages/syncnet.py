@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ...errors import AvctError
-from ...models.discriminators import SYNCNET_PRESETS, SyncNet, SyncNetConfig, crop_boxes, sync_bce
+from ...models.syncnet import SYNCNET_PRESETS, SyncNet, SyncNetConfig, crop_boxes, sync_bce
 from ...weights.syncnet import load_syncnet, save_syncnet
 from ..config import SyncNetTrainConfig
 from ..stage import AmpContext, Stage, StageContext, StepOutput
