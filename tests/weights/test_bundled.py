@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import avct.weights.bundled as dw
-from avct.weights.store import COMPONENTS, load_models
+from avct.weights import COMPONENTS, load_models
 from avct.cli import main
 from avct.config import small_config
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from avct.weights.official import load_official
-from avct.weights.store import load_models, save_models
+from avct.weights import load_models, save_models
 from avct.cli import main
 from avct.config import ModelConfig, small_config
 from avct.errors import AvctError
@@ -23,7 +23,7 @@ class _Evil:
 
 
 def _small_models():
-    from avct.weights.store import COMPONENTS, AvctModels, build_component
+    from avct.weights import COMPONENTS, AvctModels, build_component
 
     cfg = small_config()
     models = AvctModels(cfg)
@@ -157,3 +157,25 @@ def test_half_storage_round_trip_and_convert_with_syncnet(small_checkpoint_dir, 
     for (key, a), b in zip(sync_ref.state_dict().items(), sync_half.state_dict().values()):
         if a.is_floating_point():
             assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key
+
+
+def test_one_way_in_names_every_source(official_checkpoint_dir, tmp_path):
+    """avct.weights.load_models: None and "default" are the bundled weights; a list merges its sources,
+    later ones overriding (the official files bring the paper's four networks, the bundled the lips)."""
+    from avct.weights import COMPONENTS, PAPER_COMPONENTS, default_weights_dir
+
+    def same(a, b):
+        sa, sb = a.state_dict(), b.state_dict()
+        return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+    bundled = load_models()
+    assert set(bundled.components()) == set(COMPONENTS)
+    assert all(same(m, load_models("default").components()[n]) for n, m in bundled.components().items())
+    assert all(same(m, load_models(default_weights_dir()).components()[n]) for n, m in bundled.components().items())
+    official = load_models(official_checkpoint_dir)
+    merged = load_models([None, official_checkpoint_dir])
+    assert all(same(getattr(merged, n), getattr(official, n)) for n in PAPER_COMPONENTS)
+    assert same(merged.lip_aperture, bundled.lip_aperture)
+    assert merged.config.generator == official.config.generator and merged.config.lip_aperture == bundled.config.lip_aperture
+    with pytest.raises(AvctError, match="checkpoint not found"):
+        load_models(tmp_path / "missing")

@@ -18,13 +18,13 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..weights.store import load_models, merge_models, save_models
+    from ..weights import load_models, save_models
 
-    merged = merge_models([load_models(src) for src in args.sources])
+    merged = load_models(list(args.sources))
     out = save_models(merged, args.output, half=args.half)
     names = list(merged.components())
     if args.syncnet:
-        from ..weights.syncnet import load_syncnet, save_syncnet
+        from ..weights import load_syncnet, save_syncnet
 
         save_syncnet(load_syncnet(args.syncnet), out, half=args.half)
         names.append("syncnet")

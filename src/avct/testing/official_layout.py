@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from ..weights.official import OFFICIAL_SOURCES
-from ..weights.store import build_component
+from ..weights.networks import build_component
 from ..config import ModelConfig, official_config
 from .weight_fill import filled_state_dict
 

@@ -53,7 +53,7 @@ def filled_models(config=None, near_identity_jacobians: bool = False):
     ``near_identity_jacobians`` shrinks the jacobian heads towards the identity, as trained models are:
     the rule's raw jacobians have condition numbers up to ~450, and J⁻¹ amplifies float noise from any
     change of batching or thread count (~3e-6 in keypoints) to ~1e-3 in pixels."""
-    from ..weights.store import PAPER_COMPONENTS, AvctModels, build_component
+    from ..weights.networks import PAPER_COMPONENTS, AvctModels, build_component
     from ..config import official_config
 
     config = config or official_config()

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..errors import AvctError
 from ..io_utils import atomic_folder, atomic_write_text
-from ..weights.files import read_tensors
+from ..weights.files import read_tensors, write_state, write_tensors
 from .checkpoint_files import (MODULES_FILE, STATE_FILE, STATE_FORMAT, STATE_VERSION, load_modules, load_scheduler,
                                module_tensors, plain_state, publish_weights)
 from .config import TrainConfig, to_yaml
@@ -198,11 +198,9 @@ class _Trainer:
         root = self.setup.run_dir / CHECKPOINTS_DIR
         final = root / f"step_{self.step:07d}"
         if self.env.rank == 0:
-            from safetensors.torch import save_file
-
             with atomic_folder(final) as tmp:
-                save_file(module_tensors(self.modules), str(tmp / MODULES_FILE),
-                          metadata={"format": "avct-train-modules", "step": str(self.step)})
+                write_tensors(tmp / MODULES_FILE, module_tensors(self.modules),
+                              {"format": "avct-train-modules", "step": str(self.step)})
                 state = {
                     "format": STATE_FORMAT, "version": STATE_VERSION, "stage": self.setup.stage_name,
                     "step": self.step, "world_size": self.env.world, "seed": self.cfg.seed,
@@ -213,7 +211,7 @@ class _Trainer:
                     "stage_state": plain_state(self.stage.state_dict()),
                     "rng": rngs,
                 }
-                torch.save(state, tmp / STATE_FILE)
+                write_state(tmp / STATE_FILE, state)
                 self.stage.export(self.modules, tmp / WEIGHTS_DIR)
             atomic_write_text(root / LATEST_FILE, final.name + "\n")
             self._prune(root)

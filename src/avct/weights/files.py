@@ -4,7 +4,8 @@ Every file of weights avct reads goes through :func:`read_tensors`: safetensors 
 anything else through ``torch.load(weights_only=True)``, so that no pickled code is ever executed
 (a file that would need it is refused with one clear line). :func:`load_state_checked` puts a state
 dict into a network with one clear line on any key or shape mismatch; :func:`write_safetensors` writes
-one network (optionally as fp16) atomically; :func:`read_format_json` reads the JSON beside them.
+one network (optionally as fp16) atomically, :func:`write_tensors` and :func:`write_state` a training
+checkpoint's tensors and state; :func:`read_format_json` reads the JSON beside them.
 """
 from __future__ import annotations
 
@@ -114,13 +115,27 @@ def half_tensor(value: torch.Tensor) -> torch.Tensor:
 def write_safetensors(path: Path, module: nn.Module, metadata: dict[str, str], *, half: bool = False) -> None:
     """A network's state dict as one safetensors file, atomically; ``half``: float weights as fp16
     (:func:`half_tensor`)."""
+    write_tensors(path, {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}, metadata,
+                  half=half)
+
+
+def write_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str], *,
+                  half: bool = False) -> None:
+    """Named tensors (CPU, contiguous) as one safetensors file, atomically (:func:`read_safetensors`
+    reads it back)."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     if half:
         tensors = {k: half_tensor(v) for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(dict(tensors), str(tmp), metadata=metadata)
+
+
+def write_state(path: Path, state: dict) -> None:
+    """A dict of tensors and plain Python values (a training run's optimiser, scheduler and random
+    state), atomically, in the form :func:`read_tensors` loads with ``weights_only=True``."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def read_format_json(path: Path, format_name: str, version: int, what: str = "avct weights config") -> dict:

@@ -12,7 +12,7 @@ import os
 from ..config import ModelConfig, official_config
 from ..errors import AvctError
 from .files import load_state_checked, read_tensors
-from .store import AvctModels, build_component
+from .networks import AvctModels, build_component
 
 # component -> (official file, key inside it)
 OFFICIAL_SOURCES = {

@@ -47,8 +47,8 @@ import torch
 from torch import nn
 
 from ...weights.files import load_state_checked, write_safetensors
-from ...weights.store import AvctModels, load_models, save_models
-from ...weights.syncnet import load_syncnet
+from ...weights import AvctModels, load_models, save_models
+from ...weights import load_syncnet
 from ...config import AVCTConfig, ModelConfig
 from ...errors import AvctError
 from ...models.avct import AudioVisualCorrelationTransformer, window_inputs

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...weights.files import load_state_checked
-from ...weights.store import AvctModels, load_models, save_models
+from ...weights import AvctModels, load_models, save_models
 from ...data.dataset import TalkingHeadDataset
 from ...errors import AvctError
 from ...face.pose_box import draw_pose_box

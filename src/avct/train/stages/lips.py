@@ -22,7 +22,7 @@ from ...errors import AvctError
 from ...face.landmark_groups import aperture_curve
 from ...models.lip_aperture import SPECTRAL, SPECTRAL_CHANNELS, LipApertureNet
 from ...weights.files import load_state_checked
-from ...weights.store import AvctModels, load_models, save_models
+from ...weights import AvctModels, load_models, save_models
 from ..config import LipsTrainConfig
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ...weights.files import load_state_checked
-from ...weights.store import AvctModels, load_models, save_models
+from ...weights import AvctModels, load_models, save_models
 from ...errors import AvctError
 from ...models.discriminators import MultiScaleDiscriminator
 from ...face.head_pose import MIRROR_INDEX

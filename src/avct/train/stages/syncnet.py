@@ -21,7 +21,7 @@ from torch import nn
 
 from ...errors import AvctError
 from ...models.syncnet import SYNCNET_PRESETS, SyncNet, SyncNetConfig, crop_boxes, sync_bce
-from ...weights.syncnet import load_syncnet, save_syncnet
+from ...weights import load_syncnet, save_syncnet
 from ..config import SyncNetTrainConfig
 from ..stage import AmpContext, Stage, StageContext, StepOutput
 from ._clips import ClipArrays, clean_starts, frames_chw, read_clips
