@@ -28,7 +28,7 @@ AVCT = Path(sys.executable).with_name("avct")
 IN_PROCESS = ("import sys; from avct.inference.options import GenerateOptions; "
               "from avct.inference.pipeline import Pipeline, generate_video; "
               "generate_video(sys.argv[1], sys.argv[2], sys.argv[3], GenerateOptions(), "
-              "lambda: Pipeline.from_checkpoints(None), frames_dir=sys.argv[4])")
+              "lambda: Pipeline.load(None), frames_dir=sys.argv[4])")
 
 
 def first_photo_frame(video: Path, out: Path) -> Path:

@@ -55,7 +55,7 @@ def render_windows(pipeline, reference, features: np.ndarray, phoneme_ids: np.nd
                    windows: int = 3) -> np.ndarray:
     """Frames of ``windows`` windows of ``frames`` frames, spread evenly from the start of the clip."""
     from avct.media import ROWS_PER_FRAME
-    from avct.inference.pipeline import Speech
+    from avct.inference.inputs import Speech
 
     n = min(len(features) // ROWS_PER_FRAME, len(phoneme_ids))
     out = []
@@ -108,11 +108,12 @@ def main() -> None:
     from avct.audio.decode import load_audio
     from avct.audio.features import acoustic_features
     from avct.audio.phonemes import frame_phoneme_ids
-    from avct.weights.bundled import default_weights_dir
-    from avct.inference.pipeline import Pipeline, Speech, load_reference, load_speech
+    from avct.weights import default_weights_dir
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import Speech, load_reference, load_speech
 
     recognize._decoder(recognize.DEFAULT_MODE)  # model loading is a one-off per process, not per second
-    pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=8, backend="torch")
+    pipeline = Pipeline.load(default_weights_dir(), device="cpu", batch_size=8, backend="torch")
     reference = load_reference(IMAGE)
 
     load_audio(args.clip)  # imports and first calls, not per-second costs

@@ -35,7 +35,7 @@ PHOTO_512 = ROOT / "examples" / "astronaut.png"  # 512 x 512: the sharp path's o
 def load_inputs(npz: str | None = None):
     """The real inputs, or the same inputs prepared earlier (``--save-inputs``) for a machine without the
     front-end's packages (e.g. a bare GPU box)."""
-    from avct.inference.pipeline import Reference, Speech, load_reference, load_speech
+    from avct.inference.inputs import Reference, Speech, load_reference, load_speech
 
     if npz:
         with np.load(npz) as f:
@@ -71,7 +71,7 @@ def output_paths(pipeline, speech, n: int, label: str) -> dict:
     """Finished uint8 frames per second on a 512² photo: the classic 256² renderer output against the sharp
     path (the photo warped at 512², pasted back), same pipeline, same frames."""
     from avct.inference.options import GenerateOptions
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
 
     reference = load_reference(PHOTO_512)
     out = {}
@@ -90,9 +90,10 @@ def output_paths(pipeline, speech, n: int, label: str) -> dict:
 def outputs_only(args) -> dict:
     """The sharp path against the classic renderer alone (no per-frame baseline): official size, then the
     bundled weights, bf16, the same speech."""
-    from avct.weights.store import load_models
-    from avct.weights.bundled import default_weights_dir
-    from avct.inference.pipeline import Pipeline, Speech
+    from avct.weights import load_models
+    from avct.weights import default_weights_dir
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import Speech
     from avct.testing.weight_fill import filled_models
 
     _, speech = load_inputs(args.inputs)
@@ -114,7 +115,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def speed(args) -> dict:
     from avct.inference.devices import keep_large_allocations_in_heap
     from avct.testing.per_frame import per_frame_predictions
-    from avct.inference.pipeline import Pipeline, Speech
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import Speech
     from avct.testing.weight_fill import filled_models
 
     device = torch.device(args.device)
@@ -158,8 +160,8 @@ def speed(args) -> dict:
         results.update(fps_bf16_compiled=fps_c, speedup_bf16_compiled=fps_c / slow_fps, psnr_bf16_compiled=psnr(f32, fc))
     results.update(output_paths(plow, speech, n_fast, "official"))
     if not args.inputs:
-        from avct.weights.store import load_models
-        from avct.weights.bundled import default_weights_dir
+        from avct.weights import load_models
+        from avct.weights import default_weights_dir
 
         bundled = Pipeline(load_models(default_weights_dir()), device=device, precision=low, batch_size=args.batch_size)
         results.update(output_paths(bundled, speech, n_fast, "bundled"))
@@ -252,7 +254,8 @@ def memory_probe(wav: str, phonemes: str, frames: int, device: str) -> None:
     """Child process: load, prepare the whole audio, render `frames` frames into an mp4 with all the audio."""
     import gc
 
-    from avct.inference.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference, load_speech
     from avct.testing.weight_fill import filled_models
     from avct.video.writer import VideoWriter
 

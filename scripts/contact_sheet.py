@@ -33,13 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=256)
     args = p.parse_args(argv)
 
-    from avct.weights.store import load_models
-    from avct.weights.bundled import resolve_checkpoint
     from avct.inference.options import GenerateOptions
-    from avct.inference.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference, load_speech
     from avct.video.reader import read_video
 
-    pipeline = Pipeline(load_models(resolve_checkpoint(args.checkpoint)), device="cpu")
+    pipeline = Pipeline.load(args.checkpoint, device="cpu")
     real = list(read_video(args.clip))
     reference, speech = load_reference(real[0]), load_speech(args.clip)
     n = min(speech.num_frames, len(real))

@@ -28,15 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     args = p.parse_args(argv)
 
-    from avct.weights.store import load_models, merge_models
-    from avct.weights.bundled import DEFAULT_NAME, default_syncnet_dir, resolve_checkpoint
+    from avct.weights import DEFAULT_NAME, default_syncnet_dir
     from avct.eval.heldout import BUNDLED_DSYNC_LABEL, comparison_markdown, evaluate_variants, reconstruct_clips
     from avct.io_utils import atomic_write_text
     from avct.inference.pipeline import Pipeline
 
-    models = merge_models([load_models(resolve_checkpoint(c)) for c in args.checkpoint or [None]])
     # the weights' own figures (PyTorch), the same whether or not set-up prepared the int8 renderer
-    pipeline = Pipeline(models, precision=args.precision, backend="torch")
+    pipeline = Pipeline.load(args.checkpoint, precision=args.precision, backend="torch")
     out = Path(args.out)
     folders = reconstruct_clips(args.data, out / "videos", pipeline)
     bundled = args.syncnet == DEFAULT_NAME

@@ -135,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.videos) == bool(args.data):
         p.error("give either videos or --data")
 
-    from avct.weights.store import load_models, merge_models
     from avct.data.dataset import TalkingHeadDataset
     from avct.media import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
     from avct.weights.bundled import resolve_checkpoint
@@ -144,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     from avct.io_utils import atomic_write_text
     from avct.face.landmarks import detect_faces
     from avct.inference.options import GenerateOptions
-    from avct.inference.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference, load_speech
     from avct.video.writer import write_video
 
     out = Path(args.out)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         preprocess(args.videos, data, phonemes="none", max_seconds=args.max_seconds, progress=False)
     checkpoints = [str(resolve_checkpoint(c)) for c in args.checkpoint or [None]]
     # the weights' own figures (PyTorch), the same whether or not set-up prepared the int8 renderer
-    pipeline = Pipeline(merge_models([load_models(c) for c in checkpoints]), device=args.device, backend="torch")
+    pipeline = Pipeline.load(checkpoints, device=args.device, backend="torch")
     dataset = TalkingHeadDataset(data)
     rows: list[dict] = []
     for i in range(len(dataset)):

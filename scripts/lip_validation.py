@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from avct.cli import main as avct
     from avct.data.dataset import TalkingHeadDataset
     from avct.io_utils import atomic_write_text
-    from avct.weights.store import load_models
+    from avct.weights import load_models
 
     data, out = Path(args.data), Path(args.out)
     index = json.loads((data / "index.json").read_text())

@@ -42,7 +42,7 @@ def official_checkpoint_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def official_models(official_checkpoint_dir):
     """The four networks loaded through the same code path as a user's checkpoint."""
-    from avct.weights.store import load_models
+    from avct.weights import load_models
 
     return load_models(official_checkpoint_dir)
 
@@ -50,7 +50,7 @@ def official_models(official_checkpoint_dir):
 @pytest.fixture(scope="session")
 def small_checkpoint_dir(tmp_path_factory) -> Path:
     """Randomly initialised `small` models saved in avct's own format (fast to load and run)."""
-    from avct.weights.store import COMPONENTS, AvctModels, build_component, save_models
+    from avct.weights import COMPONENTS, AvctModels, build_component, save_models
     from avct.config import small_config
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from avct.audio.frontend import CombinedProgress
 from avct.audio.phonemes import frame_phoneme_ids, read_phoneme_json
 from avct.errors import AvctError
 from avct.inference.options import GenerateOptions
-from avct.inference.pipeline import load_speech
+from avct.inference.inputs import load_speech
 
 GOFORWARD = "audio/pocketsphinx_goforward_s16le_16k.raw"
 

@@ -11,7 +11,7 @@ import pytest
 from avct.audio.decode import load_audio
 from avct.audio.frontend_process import FrontendProcess, features_in_parent
 from avct.errors import AvctError
-from avct.inference.pipeline import load_speech
+from avct.inference.inputs import load_speech
 
 GOFORWARD = "audio/pocketsphinx_goforward_s16le_16k.raw"
 

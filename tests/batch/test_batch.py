@@ -42,10 +42,9 @@ def inputs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline():
-    from avct.weights.bundled import resolve_checkpoint
     from avct.inference.pipeline import Pipeline
 
-    return Pipeline.from_checkpoint(resolve_checkpoint(None))
+    return Pipeline.load()
 
 
 class RecordingPipeline:

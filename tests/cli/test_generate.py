@@ -24,12 +24,14 @@ def parity_inputs(parity, data, tmp_path_factory):
             "phonemes": parity / "phonemes" / "id01849_WopMMu6MChc_00050_000.json"}
 
 
-def test_official_checkpoint_reproduces_golden_frames(official_checkpoint_dir, parity_inputs, parity, tmp_path):
+@pytest.mark.parametrize("official", [["--f0", "official", "--render", "classic"], ["--official"]],
+                         ids=["spelled-out", "one-switch"])
+def test_official_checkpoint_reproduces_golden_frames(official, official_checkpoint_dir, parity_inputs, parity,
+                                                      tmp_path):
     out, frames = tmp_path / "out.mp4", tmp_path / "frames"
     code = main(["generate", "--image", str(parity_inputs["image"]), "--audio", str(parity_inputs["audio"]),
-                 "--phonemes", str(parity_inputs["phonemes"]), "--pose", POSE, "--no-crop", "--f0", "official",
-                 "--render", "classic", "--checkpoint", str(official_checkpoint_dir), "--frames", str(frames), "-o",
-                 str(out), "-q"])
+                 "--phonemes", str(parity_inputs["phonemes"]), "--pose", POSE, "--no-crop", *official,
+                 "--checkpoint", str(official_checkpoint_dir), "--frames", str(frames), "-o", str(out), "-q"])
     assert code == 0
     pngs = sorted(frames.glob("*.png"))
     assert [p.name for p in pngs[:2]] == ["000000.png", "000001.png"] and len(pngs) == 110
@@ -122,7 +124,7 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path):
 
 def test_generate_combines_runs(good, small_checkpoint_dir, tmp_path):
     """Weights of separate training runs (e.g. avct + headmotion) are used together without conversion."""
-    from avct.weights.store import AvctModels, load_models, save_models
+    from avct.weights import AvctModels, load_models, save_models
 
     full = load_models(small_checkpoint_dir)
     avct_run = save_models(AvctModels(full.config, keypoint_detector=full.keypoint_detector,

@@ -74,7 +74,7 @@ def test_a_folder_given_as_a_file_says_so(flag, tmp_path, capsys):
 @pytest.mark.parametrize("crop", [True, False])
 def test_picture_without_a_face_is_animated_whole_from_a_frontal_pose(crop):
     from avct.face.image import read_image, resize_256, to_tensor
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
 
     path = require(IMAGES / "dog_256_liveportrait.jpg")
     with pytest.warns(AvctNotice, match=r"^no face found in .*dog_256_liveportrait\.jpg; animating the whole "
@@ -99,13 +99,13 @@ def test_faceless_pictures_give_frames_of_that_picture():
     from avct.audio.decode import load_audio
     from avct.audio.features import acoustic_features
     from avct.audio.phonemes import SIL_ID
-    from avct.weights.bundled import resolve_checkpoint
-    from avct.inference.pipeline import Pipeline, Speech, load_reference
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import Speech, load_reference
 
     audio = load_audio(SPEECH)
     features = acoustic_features(audio.samples[: audio.sample_rate], audio.sample_rate).astype(np.float32)
     speech = Speech(features, np.full(len(features) // 4, SIL_ID, dtype=np.int64))  # phonemes: silence
-    pipe = Pipeline.from_checkpoint(resolve_checkpoint(None))
+    pipe = Pipeline.load()
     grey = lambda rgb: rgb.astype(np.float64).mean(axis=2).ravel()  # noqa: E731
     pictures = {}
     for name in ("dog_256_liveportrait.jpg", "coffee_noface_skimage.png"):

@@ -20,7 +20,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def pipeline(small_checkpoint_dir):
     from avct.inference.pipeline import Pipeline
 
-    return Pipeline.from_checkpoint(small_checkpoint_dir, device="cpu")
+    return Pipeline.load(small_checkpoint_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_every_variant_has_every_clip_with_the_same_length(heldout):
 
 
 def test_baselines_hold_still_on_the_right_picture(heldout, pipeline):
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
     from avct.video.reader import read_video
 
     root, folders = heldout
@@ -63,7 +63,7 @@ def test_still_frame_is_the_first_generated_frame(heldout, pipeline):
     """Relative motion makes frame 0's driving keypoints the source's own (kp_src + 0, J·J0⁻¹·J_src with
     J = J0), so the first generated frame is the renderer's still picture of the reference."""
     from avct.inference.options import GenerateOptions
-    from avct.inference.pipeline import Speech, load_reference
+    from avct.inference.inputs import Speech, load_reference
 
     clip = Path(heldout[0]) / "clips" / "obama_00"
     reference = load_reference(np.ascontiguousarray(np.load(clip / "frames.npy")[0]), crop=False)
@@ -111,10 +111,11 @@ def test_reenactment_with_the_clip_itself(heldout):
     """Driven by its own first frame the renderer draws its still picture; then one frame per driving
     frame, each moved by that frame's keypoints (relative to the first). Bundled weights: a real renderer
     (in PyTorch fp32: int8 rounds a batch of two differently from a batch of one, by up to 4 levels)."""
-    from avct.weights.bundled import default_weights_dir
-    from avct.inference.pipeline import Pipeline, load_reference
+    from avct.weights import default_weights_dir
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference
 
-    pipeline = Pipeline.from_checkpoint(default_weights_dir(), device="cpu", batch_size=2, backend="torch")
+    pipeline = Pipeline.load(default_weights_dir(), device="cpu", batch_size=2, backend="torch")
     frames = np.load(Path(heldout[0]) / "clips" / "obama_00" / "frames.npy")
     reference = load_reference(np.ascontiguousarray(frames[0]), crop=False)
     driven = list(pipeline.reenact(reference, (f for f in frames[[0, 0, 5, 11, 0]])))   # a lazy stream, 3 batches

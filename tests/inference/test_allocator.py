@@ -1,9 +1,14 @@
 """The CPU allocator setting the pipeline applies (devices.keep_large_allocations_in_heap): after it, a
 block whose tensors exceed glibc's 32 MB mmap threshold reuses heap memory instead of page-faulting fresh
-pages on every call. Measured in fresh processes (the setting is process-wide and permanent)."""
+pages on every call. Measured in fresh processes (the setting is process-wide and permanent), each with one
+intra-op thread and an environment without allocator or threading variables: glibc gives every thread
+its own arena (whose heaps are at most 64 MB, so a worker thread's large buffer is mmapped afresh
+whatever the setting), and a variable such as MALLOC_ARENA_MAX or OMP_NUM_THREADS inherited from an
+earlier test would change what is measured."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -12,6 +17,7 @@ import pytest
 
 PROBE = """
 import json, resource, sys, torch
+torch.set_num_threads(1)
 from avct.inference.devices import keep_large_allocations_in_heap
 from avct.models.blocks import UpBlock2d
 tuned = keep_large_allocations_in_heap() if sys.argv[1] == "1" else False
@@ -28,9 +34,15 @@ print(json.dumps({"tuned": tuned, "faults": [faults() for _ in range(3)]}))
 """
 
 
+def _clean_environment() -> dict[str, str]:
+    """This process's environment without the variables that change glibc's allocator or the thread pools."""
+    prefixes = ("MALLOC_", "GLIBC_TUNABLES", "OMP_", "MKL_", "KMP_", "LD_PRELOAD", "DNNL_", "ONEDNN_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
 def _probe(tune: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", PROBE, "1" if tune else "0"], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=_clean_environment())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -11,7 +11,8 @@ pytest.importorskip("openvino")  # installed by scripts/setup.sh; optional for l
 from avct.inference import backends  # noqa: E402
 from avct.errors import AvctError  # noqa: E402
 from avct.media import ROWS_PER_FRAME  # noqa: E402
-from avct.inference.pipeline import Pipeline, Speech, load_reference, load_speech  # noqa: E402
+from avct.inference.pipeline import Pipeline
+from avct.inference.inputs import Speech, load_reference, load_speech  # noqa: E402
 
 NUM_FRAMES = 24
 
@@ -33,7 +34,7 @@ def inputs(data):
 
 def _render(backend: str, inputs) -> dict:
     reference, speech = inputs
-    pipeline = Pipeline.from_checkpoints(None, device="cpu", backend=backend)
+    pipeline = Pipeline.load(None, device="cpu", backend=backend)
     outs = list(pipeline.render_outputs(reference, speech))
     return {key: torch.cat([o[key] for o in outs])[:NUM_FRAMES].numpy() for key in outs[0]}
 
@@ -76,16 +77,16 @@ def test_auto_runs_int8_only_where_its_model_is_prepared(cache, monkeypatch, tmp
     the bundled weights), torch with an empty cache or where int8 cannot run; auto never converts."""
     prepared = backends.prepare_int8()
     assert prepared.is_file() and cache in prepared.parents
-    assert Pipeline.from_checkpoints(None, device="cpu").backend == "openvino-int8"
+    assert Pipeline.load(None, device="cpu").backend == "openvino-int8"
 
     def no_export(*args, **kwargs):
         raise AssertionError("auto started a conversion")
 
     monkeypatch.setattr(backends, "export", no_export)
-    assert Pipeline.from_checkpoints(None, device="cpu", precision="bf16").backend == "torch"
-    assert Pipeline.from_checkpoints(None, device="cpu", compile=True).backend == "torch"
+    assert Pipeline.load(None, device="cpu", precision="bf16").backend == "torch"
+    assert Pipeline.load(None, device="cpu", compile=True).backend == "torch"
     monkeypatch.setenv("AVCT_CACHE_DIR", str(tmp_path))
-    assert Pipeline.from_checkpoints(None, device="cpu").backend == "torch"
+    assert Pipeline.load(None, device="cpu").backend == "torch"
 
 
 def test_calibration_is_deterministic(official_models):
@@ -103,7 +104,7 @@ def test_calibration_is_deterministic(official_models):
 ])
 def test_bad_backend_choices_are_one_line_errors(kwargs, message):
     with pytest.raises(AvctError, match=message):
-        Pipeline.from_checkpoints(None, device="cpu", **kwargs)
+        Pipeline.load(None, device="cpu", **kwargs)
 
 
 def test_generate_with_the_openvino_backend(cache, data, tmp_path, inputs):

@@ -7,7 +7,8 @@ import torch
 from avct.audio.features import acoustic_features
 from avct.audio.phonemes import frame_phoneme_ids, read_phoneme_json
 from avct.testing.per_frame import per_frame_predictions
-from avct.inference.pipeline import Pipeline, Speech, load_reference
+from avct.inference.pipeline import Pipeline
+from avct.inference.inputs import Speech, load_reference
 
 
 NUM_FRAMES = 14
@@ -17,7 +18,7 @@ NUM_FRAMES = 14
 def models(official_checkpoint_dir):
     """Official-size networks loaded from the official-layout files, with near-identity jacobian heads
     (see ``shrink_jacobian_heads``: the rule's raw jacobians amplify batching noise beyond 1e-4)."""
-    from avct.weights.store import load_models
+    from avct.weights import load_models
     from avct.testing.weight_fill import shrink_jacobian_heads
 
     m = load_models(official_checkpoint_dir)

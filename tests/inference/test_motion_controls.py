@@ -108,8 +108,8 @@ def test_bad_motion_flags_are_one_line_errors(flags, message, tmp_path, capsys):
 def setup(tmp_path_factory):
     """Bundled weights, the example photo and the first 2 s of the example speech."""
     from avct.audio.decode import load_audio
-    from avct.weights.bundled import resolve_checkpoint
-    from avct.inference.pipeline import Pipeline, load_reference, load_speech
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference, load_speech
 
     audio = load_audio(SPEECH)
     short = tmp_path_factory.mktemp("speech") / "speech_2s.wav"
@@ -121,7 +121,7 @@ def setup(tmp_path_factory):
         w.writeframes(pcm.tobytes())
     # PyTorch: the pixel thresholds below are the renderer's, and int8's rounding moves with the thread count
     # (the still nose strays 1.0 px with one thread, 0.89 px in PyTorch with any)
-    pipe = Pipeline.from_checkpoint(resolve_checkpoint(None), backend="torch")
+    pipe = Pipeline.load(None, backend="torch")
     return pipe, load_reference(IMAGE), load_speech(short)
 
 

@@ -192,9 +192,10 @@ def test_generated_frames_open_the_mouth_by_the_predicted_aperture(tmp_path):
 
     from avct.face.image import read_image
     from avct.inference.options import GenerateOptions
-    from avct.inference.pipeline import Pipeline, load_reference, load_speech
-    from avct.weights.bundled import default_weights_dir
-    from avct.weights.store import load_models
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference, load_speech
+    from avct.weights import default_weights_dir
+    from avct.weights import load_models
     from avct.face.landmark_groups import mouth_aperture
     from avct.face.landmarks import detect_faces
 
@@ -239,7 +240,7 @@ def test_the_mouth_is_found_with_and_without_the_crop():
     from pathlib import Path
 
     from avct.face.image import read_image
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
 
     photo = read_image(Path(__file__).resolve().parents[2] / "examples" / "astronaut.png")
     cropped, whole = load_reference(photo), load_reference(photo, crop=False)

@@ -169,8 +169,8 @@ def test_a_6000px_photo_is_capped_before_any_full_size_work():
 # ---- with the bundled weights: real photos and clips ----------------------------------------------------
 @pytest.fixture(scope="module")
 def pipeline():
-    from avct.weights.store import load_models
-    from avct.weights.bundled import default_weights_dir
+    from avct.weights import load_models
+    from avct.weights import default_weights_dir
     from avct.inference.pipeline import Pipeline
 
     return Pipeline(load_models(default_weights_dir()), device="cpu")
@@ -184,7 +184,7 @@ def speech_2s(tmp_path_factory):
     import scipy.io.wavfile
 
     from avct.audio.decode import load_audio
-    from avct.inference.pipeline import load_speech
+    from avct.inference.inputs import load_speech
 
     decoded = load_audio(Path(__file__).resolve().parents[2] / "examples" / "speech_librivox_austen_7s.wav")
     wav = tmp_path_factory.mktemp("speech") / "speech_2s.wav"
@@ -209,7 +209,7 @@ def test_sharp_frames_are_as_sharp_as_the_photo(pipeline, data):
     clip's first frame is softer than its median frame); the classic 256² renderer's lose most of it."""
     import itertools
 
-    from avct.inference.pipeline import load_reference, load_speech
+    from avct.inference.inputs import load_reference, load_speech
     from avct.video.reader import read_video
 
     clip = data / "video" / "hdtf_edmarkey_sadtalker_8s.mp4"
@@ -232,7 +232,7 @@ def test_generate_pastes_into_the_whole_photo(pipeline, speech_2s, tmp_path, dat
 
     from avct.cli import main
     from avct.face.image import read_image
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
     from avct.video.reader import probe_video
 
     image = data / "image" / "obama_frontal_facerec.jpg"          # 910 x 1137: odd height
@@ -262,7 +262,7 @@ def test_odd_photos_animate_at_their_own_size(pipeline, speech_2s, name, tmp_pat
     from PIL import Image
 
     from avct.face.image import read_image
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
 
     if name == "GREY":
         Image.fromarray(shared_image("obama_240p_small_facerec.jpg")).convert("L").save(tmp_path / "grey.png")
@@ -296,7 +296,7 @@ def test_a_small_face_in_a_large_photo(pipeline, speech_2s):
 
     import cv2
 
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
 
     face = shared_image("obama_240p_small_facerec.jpg")           # 427 x 240
     big = np.full((3000, 4500, 3), 90, np.uint8)
@@ -358,7 +358,7 @@ def test_with_the_mouth_warp_the_renderers_picture_is_not_computed(pipeline, dat
     picture in where the occlusion map asks, a small change on a real face (mean < 3 grey levels)."""
     import itertools
 
-    from avct.inference.pipeline import load_reference, load_speech
+    from avct.inference.inputs import load_reference, load_speech
 
     clip = data / "video" / "retalking_face5_woman_glasses_red_5s.mp4"
     reference = load_reference(data / "image" / "obama_frontal_facerec.jpg")
@@ -394,20 +394,21 @@ def test_chunks_rendered_side_by_side_give_the_sequential_outputs(pipeline, spee
     import threading
 
     from avct.inference.devices import render_threads
-    from avct.inference.pipeline import chunk_bounds, load_reference
+    from avct.inference.inputs import load_reference
+    from avct.inference.schedule import chunk_bounds, parallel_render_outputs
 
     reference = load_reference(data / "image" / "obama_frontal_facerec.jpg")
     _, speech = speech_2s
     sequential = list(pipeline.render_outputs(reference, speech, picture=False))
     seen = []
-    render_batch = pipeline._render_batch
+    render_batch = pipeline.render_batch
 
     def recording(*args, **kwargs):
         seen.append((threading.current_thread().name, torch.get_num_threads()))
         return render_batch(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_render_batch", recording)
-    parallel = list(pipeline._parallel_render_outputs(reference, speech, picture=False))
+    monkeypatch.setattr(pipeline, "render_batch", recording)
+    parallel = list(parallel_render_outputs(pipeline, reference, speech, picture=False))
     assert [len(o["deformation"]) for o in parallel] == [len(o["deformation"]) for o in sequential]
     for a, b in zip(parallel, sequential):
         assert torch.allclose(a["deformation"], b["deformation"], atol=1e-5, rtol=0)
@@ -424,7 +425,7 @@ def test_motion_every_other_frame_is_the_per_frame_motion_on_keys_and_the_mean_b
     """motion_step 2 (the default without the renderer's picture): the networks run on even frames (and
     the last, tested in test_key_frames); the frames between get the mean of their neighbours' fields. With the renderer's picture
     every frame is computed."""
-    from avct.inference.pipeline import load_reference
+    from avct.inference.inputs import load_reference
 
     reference = load_reference(data / "image" / "obama_frontal_facerec.jpg")
     _, speech = speech_2s

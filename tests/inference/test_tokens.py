@@ -13,9 +13,10 @@ def job():
     """The bundled weights, a real photo and 2 s of real speech: what _render_jobs builds a cache from."""
     from pathlib import Path
 
-    from avct.inference.pipeline import Pipeline, load_reference, load_speech
-    from avct.weights.bundled import default_weights_dir
-    from avct.weights.store import load_models
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import load_reference, load_speech
+    from avct.weights import default_weights_dir
+    from avct.weights import load_models
     from support.shared_files import shared_image
 
     pipeline = Pipeline(load_models(default_weights_dir()), device="cpu")
@@ -24,7 +25,7 @@ def job():
     speech = load_speech(example)
     poses = pipeline.head_poses(reference, speech)
     with torch.inference_mode():
-        _, feature_map, _ = pipeline._encode_reference(reference)
+        _, feature_map, _ = pipeline.encode_reference(reference)
     return pipeline, reference, speech, poses, feature_map
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from avct.inference.options import GenerateOptions
-from avct.inference.pipeline import Pipeline, Reference, Speech
+from avct.inference.pipeline import Pipeline
+from avct.inference.inputs import Reference, Speech
 from support.parity_data import golden
 
 

@@ -14,9 +14,9 @@ from support.live_server import EXAMPLE_SPEECH, SPEECH_SECONDS, Served, live_ser
 
 @pytest.fixture(scope="session")
 def serving_pipeline():
-    from avct.serving.server import load_pipeline
+    from avct.inference.pipeline import Pipeline
 
-    return load_pipeline(None, device="cpu", precision="fp32")
+    return Pipeline.load(None, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,15 @@ def test_serve_process_answers_and_stops_on_ctrl_c(tmp_path):
     work = tmp_path / "work"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "avct", "serve", "--port", "0", "--max-audio-s", "30",
-                                 "--work-dir", str(work)], stdout=out, stderr=subprocess.STDOUT, env=ENV)
+                                 "--work-dir", str(work), "--backend", "torch", "--threads", "1"],
+                                stdout=out, stderr=subprocess.STDOUT, env=ENV)
     try:
         deadline = time.monotonic() + 180
         while not (match := re.search(r"open http://127\.0\.0\.1:(\d+)/", log.read_text())):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         url = f"http://127.0.0.1:{match.group(1)}"
+        assert "renderer: torch" in log.read_text()  # the runtime flags reach the served pipeline
         while (page := _get(url + "/")) is None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)

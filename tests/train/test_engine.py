@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avct.weights.store import load_models
+from avct.weights import load_models
 from avct.errors import AvctError
 from avct.train.config import PRESET_NAMES, STAGE_NAMES, load_config, preset, to_yaml
 from avct.train.checkpoint_files import MODULES_FILE, STATE_FILE

@@ -8,7 +8,7 @@ import torch
 
 from support.stage_helpers import (CHEAP_LAYERS, CHEAP_PERCEPTUAL, TINY_MODEL, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, overfit_syncnet, seed_all)
-from avct.weights.store import AvctModels, load_models, merge_models, save_models
+from avct.weights import AvctModels, load_models, merge_models, save_models
 from avct.config import small_config
 from avct.errors import AvctError
 from avct.models.avct import AudioVisualCorrelationTransformer
@@ -53,7 +53,7 @@ def test_registry_finds_the_stage():
 
 def test_sequences_match_the_inference_windows(tiny_dataset):
     from avct.testing.per_frame import window
-    from avct.inference.pipeline import Speech
+    from avct.inference.inputs import Speech
 
     ds = AvctSequences(tiny_dataset, seq_len=SEQ, num_w=5)
     clip = ds.clips[0]
@@ -122,7 +122,8 @@ def test_avct_overfits_a_fixed_sequence(avct_run, tiny_dataset, inits):
 
 
 def test_export_merge_and_generate(avct_run, inits, tmp_path):
-    from avct.inference.pipeline import Pipeline, Reference, Speech
+    from avct.inference.pipeline import Pipeline
+    from avct.inference.inputs import Reference, Speech
 
     stage, _, weights = avct_run
     models = load_models(weights)
@@ -134,7 +135,7 @@ def test_export_merge_and_generate(avct_run, inits, tmp_path):
     # a head-motion run's weights + this run's -> everything `avct generate` needs
     torch.manual_seed(0)
     cfg = small_config()
-    from avct.weights.store import build_component
+    from avct.weights import build_component
 
     head = save_models(AvctModels(cfg, head_motion=build_component("head_motion", cfg)), tmp_path / "head")
     merged = load_models(save_models(merge_models([load_models(weights), load_models(head)]), tmp_path / "merged"))

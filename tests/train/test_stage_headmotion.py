@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from avct.weights.store import load_models
+from avct.weights import load_models
 from avct.errors import AvctError
 from avct.train.config import load_config
 from avct.train.engine import train

@@ -12,7 +12,7 @@ from avct.errors import AvctError
 from avct.face.landmark_groups import aperture_curve
 from avct.train.engine import train
 from avct.train.stages.lips import ApertureWindows, LipsStage, masked_curve_losses
-from avct.weights.store import load_models
+from avct.weights import load_models
 
 from support.stage_helpers import Runner, build_stage, drop_factor, fixed_batch
 

@@ -7,7 +7,7 @@ import torch
 
 from support.stage_helpers import (RENDERER_OVERRIDES, RENDERER_STEPS, Runner, build_stage, drop_factor, fixed_batch,
                             overfit_renderer, seed_all)
-from avct.weights.store import load_models
+from avct.weights import load_models
 from avct.config import ModelConfig
 from avct.train.stages import get_stage
 from avct.train.stages.renderer import FramePairs, RendererStage

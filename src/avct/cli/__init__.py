@@ -1,5 +1,5 @@
 """Command line: the ``avct`` parser of every command (one module per command group in this package,
-thin wrappers that parse arguments, call the library and print) and the one ``run_command``.
+thin wrappers that parse arguments, call the library and print); ``runner.run_command`` runs them.
 
 Every error a user can cause surfaces as one line on stderr and a non-zero exit; no tracebacks.
 """
@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
 from .. import __version__
-from ..errors import AvctError, AvctNotice
+from .runner import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,37 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_notices(show_others):
-    """A ``warnings.showwarning`` that prints AvctNotices as plain notes and leaves the rest alone."""
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, AvctNotice):
-            print(f"avct: note: {message}", file=sys.stderr)
-        else:
-            show_others(message, category, filename, lineno, file, line)
-    return show
-
-
 def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser().parse_args(argv))
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command; user errors become one line on stderr and a non-zero exit, notices
-    (:class:`~avct.errors.AvctNotice`) one ``avct: note:`` line each."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", AvctNotice)
-            warnings.showwarning = _show_notices(warnings.showwarning)
-            return args.func(args)
-    except AvctError as e:
-        print(f"avct: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("avct: interrupted; no partial output left behind", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print("avct: error: out of memory; try a smaller --batch-size", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..audio.transcript import read_transcript
+from ..errors import AvctError
 from ..inference.options import DEFAULT_MAX_SIZE, FILL_CHOICES, RENDER_MODES
-from .options import add_model_options, add_quiet, load_pipeline, require_file
+from .options import add_model_options, add_quiet, load_pipeline, require_file, runtime_options
 
 if TYPE_CHECKING:
     from ..inference.options import GenerateOptions
@@ -43,10 +44,13 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
                                   "estimated from the face when omitted")
     p.add_argument("--no-crop", action="store_true",
                    help="the whole image is the face crop (the networks see it resized to 256x256)")
-    p.add_argument("--render", choices=RENDER_MODES, default="sharp",
+    p.add_argument("--render", choices=RENDER_MODES,
                    help="sharp (default): the photo itself warped at its resolution by the renderer's motion, "
                         "the renderer's picture only where the photo cannot show it (an opening mouth); "
-                        "classic: the paper's renderer output, 256x256 crops (the official output bit for bit)")
+                        "classic: the paper's renderer output, 256x256 crops")
+    p.add_argument("--official", action="store_true",
+                   help="the paper's exact output: --render classic --f0 official --precision fp32 --backend torch "
+                        "(docs/parity.md)")
     p.add_argument("--fill", choices=FILL_CHOICES, default=GenerateOptions.fill,
                    help="sharp output, where the photo is occluded: renderer (its 256x256 picture blended in), "
                         "photo (the warped photo alone, ~5x less renderer work), auto (default): photo where "
@@ -64,7 +68,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--face", help="which face of a photo with several: largest (default), center, or N "
                                   "(0 = leftmost, counted from left to right)")
     _add_motion_controls(p)
-    p.add_argument("--f0", choices=F0_METHODS, default=GenerateOptions.f0,
+    p.add_argument("--f0", choices=F0_METHODS,
                    help="pitch estimator: fast (default, Harvest on a 4 kHz copy) or official (Harvest at "
                         "16 kHz, as the official code; ~2x slower)")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as a lossless PNG into DIR")
@@ -85,9 +89,17 @@ def _add_motion_controls(p: argparse.ArgumentParser) -> None:
 
 
 def generate_options(args: argparse.Namespace) -> "GenerateOptions":
-    """The per-job options of ``generate``'s arguments, parsed and checked by GenerateOptions."""
+    """The per-job options of ``generate``'s arguments, parsed and checked by GenerateOptions
+    (``--official``: :meth:`GenerateOptions.official` under the other choices, which must agree with it)."""
     from ..inference.options import GenerateOptions
 
+    if args.official:
+        clashes = [f"--{name} {getattr(args, name)}" for name, wanted in
+                   (("render", "classic"), ("f0", "official"), ("precision", "fp32"), ("backend", "torch"))
+                   if getattr(args, name) not in (None, wanted)]
+        if clashes:
+            raise AvctError(f"--official is the paper's exact output; it cannot go with {', '.join(clashes)}")
+        args.render, args.f0 = "classic", "official"
     return GenerateOptions.from_mapping({
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
         "crop": not args.no_crop, "face": args.face, "still": args.still, "pose_scale": args.pose_scale,
@@ -105,6 +117,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         require_file(what, path)
     check_output_name(args.output)
     options = generate_options(args)
+    runtime = runtime_options(args, official=args.official)
     # Cheap checks first, so a bad input fails in seconds, before loading weights or recognising speech;
     # then the speech front-end starts in a process of its own, working while torch, the photo and the
     # weights load here (it needs none of them).
@@ -114,9 +127,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except OSError:  # no process can be started here: the front-end runs in this one, after the weights
         frontend = None
     try:
-        from ..inference.pipeline import generate_video
+        from ..inference.job import generate_video
 
-        out = generate_video(args.image, args.audio, args.output, options, lambda: load_pipeline(args),
+        out = generate_video(args.image, args.audio, args.output, options, lambda: load_pipeline(args, runtime),
                              frames_dir=args.frames, progress=not args.quiet, frontend=frontend)
     finally:
         if frontend is not None:
@@ -143,19 +156,11 @@ def add_batch_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    import os
-
     from ..batch import process_share, read_manifest, run_batch
 
     read_manifest(args.manifest)  # a bad manifest fails before the weights load
     rank, world_size = process_share()
-    device = None
-    if args.device == "auto" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    report = run_batch(args.manifest, args.output, load_pipeline(args, device=device), rank=rank,
+    report = run_batch(args.manifest, args.output, load_pipeline(args), rank=rank,
                        world_size=world_size, progress=not args.quiet)
     print(report.summary())
     if report.failed and world_size > 1:

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AvctError
-from ..inference.options import (BACKENDS, DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION,
-                                 PRECISION_CHOICES)
+from ..inference.options import BACKENDS, PRECISION_CHOICES, RuntimeOptions
 
 if TYPE_CHECKING:
     from ..inference.pipeline import Pipeline
+
+DEFAULT = RuntimeOptions()
 
 PRECISION_HELP = ("network precision: fp32 (default), bf16 (fast where the CPU or GPU has it natively: "
                   "AVX-512-BF16, AMX, recent GPUs; emulated and slow elsewhere), auto (bf16 where native, "
@@ -18,7 +19,7 @@ PRECISION_HELP = ("network precision: fp32 (default), bf16 (fast where the CPU o
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=DEFAULT_DEVICE, help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default=DEFAULT.device, help="auto (default), cpu, cuda, cuda:N or mps")
 
 
 def add_quiet(p: argparse.ArgumentParser, help: str = "no progress bar") -> None:
@@ -26,34 +27,45 @@ def add_quiet(p: argparse.ArgumentParser, help: str = "no progress bar") -> None
 
 
 def add_precision(p: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:
-    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISION_CHOICES, help=help)
+    p.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help=help)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """The options of the loaded models (one Pipeline serves many jobs), shared by generate and batch."""
+    """The options of the loaded models (one Pipeline serves many jobs), shared by generate, batch and
+    serve: the weights and the runtime (:class:`~avct.inference.options.RuntimeOptions`)."""
     p.add_argument("--checkpoint", action="append",
                    help="directory with the official generator.ckpt + audio2pose.ckpt, avct weights, or an "
                         "`avct train` run; repeat to combine (e.g. an avct run + a headmotion run). "
                         "Default: the small weights bundled with avct (see their MODEL_CARD.md)")
     add_device(p)
     add_precision(p)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"frames rendered per batch (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"frames rendered per batch (default {DEFAULT.batch_size})")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of the networks (default: torch's, one per core)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the renderer (faster on GPUs; on CPUs on par with the eager fast path, measured)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+    p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="renderer runtime: auto (default: openvino-int8 where its model of these weights is "
                         "prepared, as setup.sh does for the bundled ones, else torch), torch, openvino (fp32, "
                         "CPU), openvino-int8 (CPU, int8 convolutions, PSNR ~40 dB; the first run with new "
                         "weights converts them, cached after)")
 
 
-def load_pipeline(args: argparse.Namespace, device: str | None = None) -> "Pipeline":
-    """The Pipeline of ``add_model_options``' arguments (``device`` overrides ``--device``)."""
+def runtime_options(args: argparse.Namespace, official: bool = False) -> RuntimeOptions:
+    """The RuntimeOptions of ``add_model_options``' arguments; ``official``: the paper's exact output's
+    (fp32, the torch renderer) where the user did not choose otherwise."""
+    base = RuntimeOptions.official() if official else RuntimeOptions()
+    chosen = {"device": args.device, "precision": args.precision, "batch_size": args.batch_size,
+              "threads": args.threads, "compile": args.compile, "backend": args.backend}
+    return base.replace(**{name: value for name, value in chosen.items() if value is not None})
+
+
+def load_pipeline(args: argparse.Namespace, runtime: RuntimeOptions | None = None) -> "Pipeline":
+    """The Pipeline of ``add_model_options``' arguments (``runtime``: already built from them)."""
     from ..inference.pipeline import Pipeline
 
-    return Pipeline.from_checkpoints(args.checkpoint, device=device or args.device, precision=args.precision,
-                                     batch_size=args.batch_size, compile=args.compile, backend=args.backend)
+    return Pipeline.load(args.checkpoint, runtime or runtime_options(args))
 
 
 def require_file(what: str, path: str | Path | None) -> None:

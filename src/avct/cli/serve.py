@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_device, add_precision
+from .options import add_model_options, runtime_options
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +17,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help=f"address to listen on (default {d.host}: this machine only; the server has no "
                                   "authentication)")
     p.add_argument("--port", type=int, help=f"port (default {d.port}; 0: any free port)")
-    p.add_argument("--checkpoint", action="append", help="weights as for generate (default: the bundled weights)")
-    add_device(p)
-    add_precision(p, help="network precision, as for generate")
+    add_model_options(p)  # weights and runtime, as for generate
     p.add_argument("--max-upload-mb", type=float, help=f"largest request body, photo + audio (default {d.max_upload_mb:g})")
     p.add_argument("--max-audio-s", type=float, help=f"longest speech accepted, seconds (default {d.max_audio_s:g})")
     p.add_argument("--workers", type=int, help=f"jobs generating at once (default {d.workers})")
@@ -36,8 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..serving.server import serve
     from ..serving.settings import ServeSettings
 
-    serve(ServeSettings.from_values(vars(args)), checkpoints=args.checkpoint, device=args.device,
-          precision=args.precision)
+    serve(ServeSettings.from_values(vars(args)), checkpoints=args.checkpoint, runtime=runtime_options(args))
     return 0
 
 

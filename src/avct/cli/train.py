@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv and argv[0] in STAGE_NAMES:  # `python -m avct.cli.train headmotion ...`
         argv = ["train", *argv]
-    from . import run_command
+    from .runner import run_command
 
     return run_command(parser.parse_args(argv))
 

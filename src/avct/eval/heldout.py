@@ -61,7 +61,7 @@ def reconstruct_clips(dataset: str | Path, out: str | Path, pipeline, *, progres
     """Write the three variants of every clip of ``dataset`` under ``out``; returns {variant: folder}.
     ``pipeline`` is an :class:`avct.inference.pipeline.Pipeline` (its weights are what gets evaluated)."""
     from ..inference.options import GenerateOptions
-    from ..inference.pipeline import load_reference, load_speech
+    from ..inference.inputs import load_reference, load_speech
     from ..video.writer import write_video
 
     root, out = Path(dataset), Path(out)

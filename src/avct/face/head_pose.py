@@ -199,6 +199,17 @@ def format_pose(pose: np.ndarray) -> str:
     return ",".join(f"{v:.6g}" for v in np.asarray(pose, dtype=np.float64).reshape(6))
 
 
+def parse_pose(text: str) -> np.ndarray:
+    """'Rx,Ry,Rz,Tx,Ty,Tz' -> (6,) float64."""
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not np.all(np.isfinite(values)):
+        raise AvctError(f"--pose needs six numbers Rx,Ry,Rz,Tx,Ty,Tz (radians, mm), got {text!r}")
+    return np.array(values, dtype=np.float64)
+
+
 def reference_face(rgb_256: np.ndarray, *, source_name: str = "the reference image"):
     """The largest face (:class:`avct.face.landmarks.Face`) of an already-cropped (256, 256, 3) uint8
     image (the image the official code hands to OpenFace). AvctError if no face is found."""

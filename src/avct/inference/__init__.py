@@ -1,0 +1,32 @@
+"""Inference: the loaded networks and the frames and videos of jobs made with them.
+
+The public names, imported when first used (the options without torch, so that the command line
+parses its arguments before torch loads): :class:`Pipeline` (``Pipeline.load()``), the job's options
+:class:`GenerateOptions`, the process's :class:`RuntimeOptions`, a job's inputs (:func:`load_reference`,
+:func:`load_speech`, :class:`Reference`, :class:`Speech`) and :func:`generate_video`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Pipeline": "pipeline",
+    "GenerateOptions": "options", "RuntimeOptions": "options",
+    "Reference": "inputs", "Speech": "inputs", "load_reference": "inputs", "load_speech": "inputs",
+    "generate_video": "job",
+}
+__all__ = ["Pipeline", "GenerateOptions", "RuntimeOptions", "Reference", "Speech", "load_reference",
+           "load_speech", "generate_video"]
+
+if TYPE_CHECKING:
+    from .inputs import Reference, Speech, load_reference, load_speech
+    from .job import generate_video
+    from .options import GenerateOptions, RuntimeOptions
+    from .pipeline import Pipeline
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -238,10 +238,9 @@ def check_backend(backend: str, device: torch.device, dtype: torch.dtype) -> Non
 def prepare_int8(weights: str | None = None) -> Path:
     """Convert the renderer of ``weights`` (default: the bundled ones) to the openvino-int8 model now,
     into the cache, so that ``auto`` runs it from the first job. Returns the model's path."""
-    from ..weights.bundled import resolve_checkpoint
-    from ..weights.store import load_models
+    from ..weights import load_models
 
-    models = load_models(resolve_checkpoint(weights))
+    models = load_models(weights)
     models.require("keypoint_detector", "generator")
     OpenVinoRenderer(models.generator, models.keypoint_detector, "int8")
     return model_path(models.generator.float().eval(), models.keypoint_detector, "int8")

@@ -1,6 +1,8 @@
 """Device and precision selection: CPU by default, CUDA/MPS when present, never hard-coded."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..errors import AvctError, notice
@@ -25,8 +27,13 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto``: CUDA, then MPS, then the CPU; under torchrun (``LOCAL_RANK`` set) each process its own
+    GPU, ``cuda:LOCAL_RANK`` (modulo the GPUs present), so that N processes share N GPUs."""
     if name in (None, "", "auto"):
         if torch.cuda.is_available():
+            local_rank = os.environ.get("LOCAL_RANK", "")
+            if local_rank.isdigit():
+                return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}")
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
@@ -67,7 +74,7 @@ def render_threads(device: torch.device, concurrent_calls: bool = True) -> tuple
     Why: on a CPU, two renderer threads with half the intra-op threads each spend less CPU on the same
     frames than one with all of them (each operation split in two pays a barrier, and the waiting half
     spins), which leaves more of the cores to the compositor and the encoder beside them: on 2 cores a
-    job's frames took 36.7 instead of 43.1 ms each (README, Speed). Elsewhere, or where the renderer
+    job's frames took 36.7 instead of 43.1 ms each (docs/performance.md). Elsewhere, or where the renderer
     allows one call at a time, one worker with the process' own threads."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or not concurrent_calls:

@@ -2,7 +2,7 @@
 head poses and keypoints that drive the renderer (never a post-effect on frames).
 
 Head poses ``(N, 6)`` = ``[Rx, Ry, Rz (rad), Tx, Ty, Tz (mm)]`` per 25 fps frame, as
-:meth:`avct.inference.pipeline.Pipeline.head_poses` predicts them. They reach the pictures only through the pose
+:meth:`avct.inference.stages.Stages.head_poses` predicts them. They reach the pictures only through the pose
 boxes the AVCT reads, so a changed pose track changes the keypoints the AVCT predicts:
 
 * ``still``: every frame gets the reference pose (the lips still move with the speech), and the

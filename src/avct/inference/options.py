@@ -1,10 +1,13 @@
-"""Every option of one generation job, in one typed place.
+"""Every option of generation, in two typed places: a job's and the process's.
 
-The command line (``avct generate``), the HTTP API (form fields), batch manifests (CSV/JSONL columns)
-and the Python API (``Pipeline.generate(..., **options)``) all go through :class:`GenerateOptions`, so a
-new option, its default, its type and its validation are written once. Options of the *process*
-(device, precision, batch size, compile) are not here: they belong to the loaded
-:class:`~avct.inference.pipeline.Pipeline`, which serves many jobs.
+:class:`GenerateOptions`, what one job may choose: the command line (``avct generate``), the HTTP API
+(form fields), batch manifests (CSV/JSONL columns) and the Python API (``Pipeline.generate(...,
+**options)``) all go through it, so a new option, its default, its type and its validation are written
+once. :class:`RuntimeOptions`, how the networks run (device, precision, batch size, compile, backend,
+threads): they belong to the loaded :class:`~avct.inference.pipeline.Pipeline`, which serves many jobs,
+and ``avct generate``, ``avct batch`` and ``avct serve`` build them the same way.
+
+No torch here: the command line parses its arguments with these before torch is imported.
 """
 from __future__ import annotations
 
@@ -17,14 +20,9 @@ from ..errors import AvctError
 RENDER_MODES = ("sharp", "classic")
 FILL_CHOICES = ("auto", "renderer", "photo")  # what the sharp output shows where the photo is occluded
 FACE_CHOICES = ("largest", "center")
-# How a Pipeline runs unless told otherwise (the library, `avct generate|batch|serve` and the server share them).
-DEFAULT_DEVICE = "auto"
-DEFAULT_PRECISION = "fp32"
-DEFAULT_BATCH_SIZE = 8   # frames rendered per batch
-DEFAULT_BACKEND = "auto"  # the renderer's runtime: the fastest one prepared here (avct.inference.backends)
-# The names the command line offers, here (no torch import) so that parsing arguments stays cheap.
-BACKENDS = ("auto", "torch", "openvino", "openvino-int8")   # avct.inference.backends
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")          # avct.inference.devices
+# The runtimes and precisions RuntimeOptions accepts (resolved by avct.inference.backends / .devices).
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_MAX_SIZE = 1920  # long side of the output photo (H.264 players choke on more; memory stays small)
 
 
@@ -126,7 +124,7 @@ class GenerateOptions:
         for name in ("crop", "crop_only", "still"):
             setattr(self, name, _parse_bool(name, getattr(self, name)))
         if self.pose is not None:
-            from .pipeline import parse_pose
+            from ..face.head_pose import parse_pose
 
             self.pose = tuple(parse_pose(self.pose if isinstance(self.pose, str) else ",".join(map(str, self.pose))))
         if self.render == "classic":
@@ -161,3 +159,51 @@ class GenerateOptions:
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.names()}
+
+    @classmethod
+    def official(cls, **changes: Any) -> "GenerateOptions":
+        """The paper's exact output (``--official``): the renderer's own 256² crops and the official F0
+        tracker, with :meth:`RuntimeOptions.official` (the parity tests' settings)."""
+        return cls(**{"render": "classic", "f0": "official", **changes})
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a loaded Pipeline runs its networks; one value serves every job of the process."""
+
+    device: str = "auto"           # auto (CUDA, then MPS, then CPU; under torchrun the process's GPU), cpu, cuda:N, mps
+    precision: str = "fp32"        # the renderer's: fp32, bf16 (fast only where native), fp16 (GPU), auto
+    batch_size: int = 8            # frames rendered per batch
+    compile: bool = False          # torch.compile the renderer (torch backend only)
+    backend: str = "auto"          # the renderer's runtime: auto (the fastest prepared here), torch, openvino,
+                                   # openvino-int8 (avct.inference.backends)
+    threads: int | None = None     # intra-op threads of the process (None: torch's default, all cores)
+    channels_last: bool = True     # NHWC convolutions (faster with oneDNN and on GPUs); off: the official layout
+    tune_allocator: bool = True    # CPU: glibc keeps large tensors in its heap (avct.inference.devices)
+
+    def __post_init__(self) -> None:
+        """AvctError (one line) for a value a user could have mistyped; numbers from strings accepted."""
+        set_ = object.__setattr__  # frozen: normalise once, here
+        set_(self, "device", str(self.device or "auto").strip().lower())
+        set_(self, "precision", str(self.precision).strip().lower())
+        if self.precision not in PRECISION_CHOICES:
+            raise AvctError(f"unknown precision {self.precision!r}; use {', '.join(PRECISION_CHOICES)}")
+        set_(self, "backend", str(self.backend).strip().lower())
+        if self.backend not in BACKENDS:
+            raise AvctError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
+        set_(self, "batch_size", _parse_int("batch_size", self.batch_size, 1, 1024))
+        if self.threads is not None:
+            set_(self, "threads", _parse_int("threads", self.threads, 1, 1024))
+        for name in ("compile", "channels_last", "tune_allocator"):
+            set_(self, name, _parse_bool(name, getattr(self, name)))
+        if self.compile and self.backend not in ("auto", "torch"):
+            raise AvctError("--compile is for the torch backend; the openvino backends compile their own graph")
+
+    @classmethod
+    def official(cls, **changes: Any) -> "RuntimeOptions":
+        """The paper's exact output: fp32 everywhere and the renderer in PyTorch (``auto`` would pick the
+        int8 renderer where prepared, ``--precision auto`` bf16 on CPUs that have it)."""
+        return cls(**{"precision": "fp32", "backend": "torch", **changes})
+
+    def replace(self, **changes: Any) -> "RuntimeOptions":
+        return dataclasses.replace(self, **changes)

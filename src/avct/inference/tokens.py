@@ -1,10 +1,10 @@
 """The AVCT's per-frame tokens of one job, every frame's computed once, by whichever thread needs it first.
 
 Why: the AVCT reads windows of 2·5 frames around each frame, so the chunks a job is rendered in
-(:func:`avct.inference.pipeline.chunk_bounds`) each computed their neighbours' edge tokens again (920
+(:func:`avct.inference.schedule.chunk_bounds`) each computed their neighbours' edge tokens again (920
 token pairs for a 750-frame video in 17 chunks). And the decoder's tokens need only the speech features
 and the photo, not the phonemes, so a job can compute them while the recogniser is still running
-(:meth:`avct.inference.pipeline.Pipeline.decoder_tokens_ahead`), on a core that would otherwise wait.
+(:meth:`avct.inference.stages.Stages.decoder_tokens_ahead`), on a core that would otherwise wait.
 
 Positions outside the video follow the official windows' padding rule (:func:`avct.models.avct.window_inputs`):
 one token pair before the first frame (silence, the first pose) and one after the last.

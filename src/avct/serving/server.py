@@ -6,19 +6,11 @@ import socket
 from typing import Sequence
 
 from ..errors import AvctError
-from ..inference.options import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_PRECISION
+from ..inference.options import RuntimeOptions
 from .jobs import Job, Progress, Runner
 from .settings import ServeSettings
 
 log = logging.getLogger("avct.serve")
-
-
-def load_pipeline(checkpoints: Sequence[str] | None = None, *, device: str = DEFAULT_DEVICE,
-                  precision: str = DEFAULT_PRECISION, batch_size: int = DEFAULT_BATCH_SIZE):
-    """One :class:`~avct.inference.pipeline.Pipeline` shared by every job (the bundled weights unless checkpoints are given)."""
-    from ..inference.pipeline import Pipeline
-
-    return Pipeline.from_checkpoints(checkpoints, device=device, precision=precision, batch_size=batch_size)
 
 
 def pipeline_runner(pipeline) -> Runner:
@@ -42,11 +34,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None, device: str = DEFAULT_DEVICE,
-          precision: str = DEFAULT_PRECISION) -> None:
-    """Serve until interrupted (Ctrl-C); job folders in a temporary work dir are removed on exit."""
+def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None,
+          runtime: RuntimeOptions | None = None) -> None:
+    """Serve until interrupted (Ctrl-C) one :class:`~avct.inference.pipeline.Pipeline` shared by every job
+    (the bundled weights unless ``checkpoints`` are given, run as ``runtime`` says); job folders in a
+    temporary work dir are removed on exit."""
     import uvicorn
 
+    from ..inference.pipeline import Pipeline
     from .app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
@@ -54,9 +49,9 @@ def serve(settings: ServeSettings, *, checkpoints: Sequence[str] | None = None, 
         log.warning("listening on %s: anyone who can reach this address can use the server (no authentication)",
                     settings.host)
     sock = bind_socket(settings.host, settings.port)
-    pipeline = load_pipeline(checkpoints, device=device, precision=precision)
-    log.info("model loaded (%s, %s); open http://%s:%d/", pipeline.device, precision, settings.host,
-             sock.getsockname()[1])
+    pipeline = Pipeline.load(checkpoints, runtime)
+    log.info("model loaded (%s, %s, renderer: %s); open http://%s:%d/", pipeline.device, pipeline.runtime.precision,
+             pipeline.backend, settings.host, sock.getsockname()[1])
     app = create_app(settings, pipeline_runner(pipeline))
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
     server.run(sockets=[sock])

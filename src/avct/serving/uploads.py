@@ -74,7 +74,7 @@ def check_inputs(image: Path, audio: Path, options: GenerateOptions, max_audio_s
     (before decoding it), then an unreadable photo (or a face number it lacks), then audio that does not
     decode, is silent or too short. Raises AvctError (one line)."""
     from ..audio.decode import load_audio
-    from ..inference.pipeline import load_job_reference
+    from ..inference.inputs import load_job_reference
 
     _check_audio_length(audio, audio_seconds_from_header(audio), max_audio_s)
     load_job_reference(image, options)
@@ -91,9 +91,11 @@ def audio_seconds_from_header(path: Path) -> float | None:
     (e.g. a browser's MediaRecorder webm) or unreadable (decoding then reports why)."""
     import av
 
+    from ..video.pyav import speech_track
+
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.best("audio")
+            stream = speech_track(container)
             if stream is None:
                 return None
             if stream.duration is not None and stream.time_base is not None:

@@ -17,7 +17,8 @@ import torch
 from ..models.avct import window_inputs
 from ..models.blocks import plain_layers
 from ..models.motion import relative_motion
-from ..inference.pipeline import Pipeline, Reference, Speech
+from ..inference.inputs import Reference, Speech
+from ..inference.pipeline import Pipeline
 
 
 def window(speech: Speech, poses: np.ndarray, rid: int, num_w: int):
