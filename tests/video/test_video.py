@@ -329,3 +329,30 @@ def test_a_file_with_two_audio_tracks_muxes_the_track_the_lips_follow(tmp_path):
         return float(np.argmax(np.abs(np.fft.rfft(x[2000:2000 + n]))) * 16000 / n)
     assert dominant_hz(heard) == 1000.0             # the default track
     assert dominant_hz(muxed) == dominant_hz(heard), (dominant_hz(heard), dominant_hz(muxed))
+
+
+def test_probe_reports_the_track_the_lips_follow(tmp_path):
+    """probe_video describes the same audio track as the decoder (the default one), not simply the first."""
+    import av
+
+    rate = 16000
+    src = tmp_path / "tracks.mkv"
+    with av.open(str(src), "w") as out:
+        picture = out.add_stream("mpeg4", rate=25)
+        picture.width = picture.height = 64
+        first = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        default = out.add_stream("flac", rate=rate, layout="mono")
+        first.disposition = av.stream.Disposition(0)
+        default.disposition = av.stream.Disposition.default
+        for i in range(5):
+            for packet in picture.encode(av.VideoFrame.from_ndarray(smooth_frame(i)[:64, :64], format="rgb24")):
+                out.mux(packet)
+        for stream in (first, default):
+            frame = av.AudioFrame.from_ndarray((np.random.default_rng(0).normal(0, 3000, (1, rate // 5))).astype(np.int16),
+                                               format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, 0
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                out.mux(packet)
+        for packet in picture.encode(None):
+            out.mux(packet)
+    assert probe_video(src).audio_codec == "flac"

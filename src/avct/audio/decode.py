@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import AvctError
 from ..media import SAMPLE_RATE
+from ..video.pyav import speech_track
 
 RAW_SUFFIXES = frozenset({".raw", ".pcm"})
 # Plausible source rates: 4 kHz (below any speech codec) to 768 kHz (the highest rate real ADCs use).
@@ -166,12 +167,6 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------
 # route 2: PyAV (ffmpeg libraries) for everything else
-
-
-def speech_track(container):
-    """The audio track avct listens to in a file with several (FFmpeg's pick: the default track, else the
-    best one). The lips follow it and the video carries it, so both must choose it here, once."""
-    return container.streams.best("audio")
 
 
 def _decode_with_pyav(path: Path) -> DecodedAudio:

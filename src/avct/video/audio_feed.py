@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import AvctError
-from .pyav import av_module, reason
+from .pyav import av_module, reason, speech_track
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _aac_rate(rate: int) -> int:
 
 
 class AudioFeed:
-    """The speech track (:func:`avct.audio.decode.speech_track`) of any file PyAV can read, decoded lazily
+    """The speech track (:func:`avct.video.pyav.speech_track`) of any file PyAV can read, decoded lazily
     and resampled for AAC.
 
     Opening decodes up to the first samples, so an unreadable, empty or track-less file fails
@@ -44,8 +44,6 @@ class AudioFeed:
         except (av.FFmpegError, OSError, ValueError) as e:
             raise AvctError(f"cannot read audio {self.path}: {reason(e)}") from None
         try:
-            from ..audio.decode import speech_track
-
             self._stream = speech_track(self._container)
             if self._stream is None:
                 raise AvctError(f"{self.path} has no audio track")

@@ -29,3 +29,10 @@ def sws_flags() -> int:
     """
     I = av_module().video.reformatter.Interpolation
     return int(I.BICUBIC | I.ACCURATE_RND | I.FULL_CHR_H_INT | I.FULL_CHR_H_INP)
+
+
+def speech_track(container: Any) -> Any:
+    """The audio track avct listens to in a file with several (FFmpeg's pick: the default track, else the
+    best one; None without audio). The lips follow it, the video carries it, the server bounds its
+    length and ``probe_video`` reports it, so all of them choose it here, once."""
+    return container.streams.best("audio")

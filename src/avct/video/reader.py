@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import AvctError
-from .pyav import av_module, reason, sws_flags
+from .pyav import av_module, reason, speech_track, sws_flags
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         rate = v.average_rate or v.guessed_rate or v.base_rate
         fps = float(rate) if rate else 0.0
         frames = v.frames
-        audio = container.streams.audio[0] if container.streams.audio else None
+        audio = speech_track(container)
         audio_duration = _stream_seconds(audio) if audio is not None else None
         if not frames:
             frames = sum(1 for p in container.demux(v) if p.size)
