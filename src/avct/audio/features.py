@@ -15,7 +15,7 @@ frames from official F0, PSNR over 3 windows of 50 frames on two clips (a 60 s a
 DIO + StoneMask (a tenth of fast Harvest's cost; voicing flag alone swapped in: 54 dB, so the Hz values
 are what matters) 31–33 dB; Harvest at 2 or 2.5 kHz 29–40 dB (erratic: the 800 Hz ceiling nears the
 Nyquist); Harvest at 4 kHz 38.3 and 39.5 dB, but 31.6–32.7 dB on two of three further clips (6 windows
-each), as Harvest itself moves that much under small input changes (README, "Speech front-end").
+each), as Harvest itself moves that much under small input changes (docs/frontend.md).
 ``benchmarks/frontend.py`` measures the fast method.
 """
 from __future__ import annotations
