@@ -6,17 +6,16 @@ raw scales (MFCC ≈ ±60, log-fbank ≈ −13..0, F0 ≈ 70–400 Hz). Four row
 
 F0 has two methods (``F0Method``): "official" is pyworld Harvest on the 16 kHz signal, as the official
 code (training data, evaluation and parity use it: it is ``acoustic_features``' default); "fast" is the
-same Harvest on a 4 kHz copy, ~1.8x cheaper (the generation default, ``GenerateOptions.f0``).
+same Harvest on a 4 kHz copy, at about half the cost (the generation default, ``GenerateOptions.f0``).
 
 Why not something cheaper: the networks take F0 in Hz, and where another estimator decides Harvest's
 contour choices (how far voicing extends, which octave) differently, F0 moves by tens of Hz over whole
-pauses (it is interpolated across them). Frames rendered with the bundled weights from each F0 against
-frames from official F0, PSNR over 3 windows of 50 frames on two clips (a 60 s address and obama2):
-DIO + StoneMask (a tenth of fast Harvest's cost; voicing flag alone swapped in: 54 dB, so the Hz values
-are what matters) 31–33 dB; Harvest at 2 or 2.5 kHz 29–40 dB (erratic: the 800 Hz ceiling nears the
-Nyquist); Harvest at 4 kHz 38.3 and 39.5 dB, but 31.6–32.7 dB on two of three further clips (6 windows
-each), as Harvest itself moves that much under small input changes (docs/frontend.md).
-``benchmarks/frontend.py`` measures the fast method.
+pauses (it is interpolated across them). Judged by frames rendered from each F0 against frames from
+official F0: DIO + StoneMask, far cheaper, moved the frames more than Harvest at 4 kHz (with only its
+voicing flag swapped in they stayed close, so its Hz values are what matters); Harvest at 2 or 2.5 kHz
+was erratic (the 800 Hz ceiling nears the Nyquist). Harvest at 4 kHz is not as close on every clip, as
+Harvest itself moves that much under small input changes. The PSNRs per method and clip are in
+docs/frontend.md ("F0"); ``benchmarks/frontend.py`` measures the fast method's cost.
 """
 from __future__ import annotations
 
@@ -87,9 +86,10 @@ def decimate(x: np.ndarray, factor: int) -> np.ndarray:
     ``scipy.signal.resample_poly(x, 1, factor)`` with its defaults (a 20·factor + 1 tap windowed sinc,
     Kaiser β 5, cut-off at the new Nyquist, unit gain at DC, centred on each kept sample).
 
-    Why not scipy itself: importing ``scipy.signal`` takes 1.3 s of CPU here (it imports
-    ``scipy.stats``), holding the GIL, at the start of every job's front-end, which is on the first
-    frame's critical path; the filter is a few lines of NumPy (tested against scipy)."""
+    Why not scipy itself: importing ``scipy.signal`` (it imports ``scipy.stats``) is CPU work that holds
+    the GIL at the start of every job's front-end, which is on the first frame's critical path (its cost
+    and the first frame it saved: docs/frontend.md); the filter is a few lines of NumPy (tested against
+    scipy)."""
     half = 10 * factor
     taps = np.arange(-half, half + 1)
     kernel = np.sinc(taps / factor) * np.kaiser(2 * half + 1, 5.0)

@@ -2,8 +2,8 @@
 with one progress fraction for both.
 
 Why a thread and not a process: pocketsphinx holds the GIL while it decodes, but pyworld's Harvest (most
-of the features' time) releases it (measured: a pure-Python thread keeps ~75 % of its speed beside
-Harvest and ~0 % beside pocketsphinx). So the features run in a worker thread while this thread
+of the features' time) releases it (a pure-Python thread beside each shows it: docs/frontend.md, "Features
+beside the recogniser"). So the features run in a worker thread while this thread
 recognises: Harvest gets the other core, and the short numpy steps of the features slip in between the
 recogniser's pieces. A process would load the recogniser's models a second time and copy the audio.
 """

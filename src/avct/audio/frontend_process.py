@@ -8,10 +8,10 @@ pocketsphinx), so a thread would not overlap them; a process started before torc
 Who computes the features: for short audio the child does it all, ready before this process has
 loaded the networks. For audio longer than FEATURES_IN_PARENT_S the child only recognises the phonemes
 and this process computes the features once it has loaded the networks (it would otherwise sit idle,
-waiting for speech), decoding the audio again for that (0.006 CPU s per audio s). Beside the recogniser
-in one process the features would hardly overlap it: pocketsphinx holds the GIL for a whole piece of
-audio (up to 30 s), so the features' thread ran only between pieces (a 30 s clip: both in 16.4 s in
-one process, 12.2 s in two). ``benchmarks/first_frame.py`` measures the first frame either way.
+waiting for speech), decoding the audio again for that (cheap beside the features, docs/frontend.md).
+Beside the recogniser in one process the features would hardly overlap it: pocketsphinx holds the GIL
+for a whole piece of audio (up to 30 s), so the features' thread ran only between pieces.
+``benchmarks/first_frame.py`` measures the first frame either way (docs/performance.md, "First frame").
 
 A process that already has its models loaded (``avct batch``, the server) keeps its in-process front-end
 (:func:`avct.audio.frontend.speech_front_end`): its recogniser is warm there, and a new process would
@@ -38,8 +38,9 @@ from .phonemes import Word
 
 PROGRESS_STEP = 0.01  # the child reports progress in steps of at least this much (bounded pipe traffic)
 # Audio longer than this: the features are computed in the parent once it has loaded the networks. Shorter
-# audio is done in the child, features and phonemes, before the parent is ready (a 5 s clip's first frame
-# came 1.8 s later with the features in the parent: imports and all, they start only after the networks).
+# audio is done in the child, features and phonemes, before the parent is ready: in the parent they would
+# start only after the imports and the networks, which delays a short clip's first frame
+# (docs/performance.md, "First frame").
 FEATURES_IN_PARENT_S = 10.0
 
 

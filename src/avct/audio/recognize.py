@@ -62,9 +62,8 @@ PAD_CS = 30  # faint-noise padding for the retry of a failed phone pass
 # the pieces (never with the backtrace, on the 14 reference pieces).
 ALIGN_CONFIG = {"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60, "bestpath": False, "silprob": 0.1}
 # Words mode: at most 3000 active HMMs per frame (default 30000) halves the CPU time at no loss of frame
-# agreement (benchmarks/phonemes.py, 10 clips, 235 s, one run: 71.99 % at 0.648 CPU s per audio s with the
-# defaults, 72.19 % at 0.330 with this; 2000: 71.5 %, without the fwdflat pass: 71.99 % at 0.311; narrower
-# beams or ds=2 cost 2-20 points).
+# agreement; fewer HMMs, narrower beams or ds=2 lose agreement (benchmarks/phonemes.py; figures in
+# docs/frontend.md, "Phonemes: the recogniser's settings").
 WORDS_CONFIG: dict = {"maxhmmpf": 3000}
 ALLPHONE_CONFIG: dict = {"lw": 1.0}  # measured: 50% vs 42% frame agreement at the default 6.5
 SIL_WORD, SIL_PHONE = "sil", "SIL"

@@ -58,7 +58,7 @@ def _canny(image: np.ndarray) -> np.ndarray:
 
 def _sobel_edges(image: np.ndarray) -> np.ndarray:
     """Octave's ``edge(im, 'sobel')`` for horizontal gradients: thresholded, thinned (boolean)."""
-    from scipy import ndimage  # imported here: 0.6 s, and avct generate imports this module (to_gray)
+    from scipy import ndimage  # imported here: a slow import, and avct generate imports this module (to_gray)
 
     h = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
     h /= np.abs(h).sum()

@@ -24,7 +24,7 @@ Why it looks like this:
   ``L2ᵀ L1`` (the centred features themselves when there are at most 2048 frames, else an eigh factor):
   mathematically pytorch-fid's ``scipy.linalg.sqrtm`` formula, but exact for the rank-deficient
   covariances of short videos (a set against itself gives ~1e-12, not sqrtm's complex noise) and fast
-  (sqrtm of a 2048² matrix takes a minute on 2 cores).
+  (a dense sqrtm of a 2048² matrix is slow on a CPU; docs/evaluation.md).
 """
 from __future__ import annotations
 

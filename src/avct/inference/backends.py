@@ -6,15 +6,16 @@ bottleneck, decoder), exported once per set of weights, on OpenVINO's CPU plugin
 PyTorch fp32 within 1e-4 (tested). ``openvino-int8`` quantises the convolutions that dominate the cost,
 the bottleneck residual blocks and the decoder, with NNCF's post-training quantisation; the dense motion
 network (masks, occlusion, the sampling grid) and the warps stay fp32, because int8 masks move the grid
-(39.3 dB with them in fp32, 30.7 dB without, measured on the bundled weights). Calibration is
+(quantising them cost several dB of PSNR on the bundled weights: docs/performance.md, "Runtimes").
+Calibration is
 deterministic: the shipped calibration face (public-domain NASA photo, ``assets/calibration``) with
 seeded keypoint motion, so a given set of weights always gives the same int8 model.
 
 Where the sharp output does not show the renderer's picture, only the dense motion runs
-(``generator.motion``, ``picture=False``), in PyTorch whatever the backend: on these cores eager PyTorch
-runs it faster than OpenVINO's fp32 graph of it (20.8 vs 26.1 ms a frame at batch 8, bundled weights; a
-5 s job 12.2 vs 13.6 s), and in exact fp32, which the int8 graph does not quite keep (its field is off
-by up to 0.006 of the crop).
+(``generator.motion``, ``picture=False``), in PyTorch whatever the backend: on the CPUs measured eager
+PyTorch runs it faster than OpenVINO's fp32 graph of it (docs/performance.md, "The dense motion alone"),
+and in exact fp32, which the int8 graph does not quite keep (its field is off by up to 0.006 of the
+crop).
 
 Exported models are cached under ``$AVCT_CACHE_DIR`` (default ``~/.cache/avct``), keyed by the weights,
 the mode and the OpenVINO version; the first run with new weights converts (tens of seconds), later runs

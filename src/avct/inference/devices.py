@@ -15,7 +15,7 @@ assert PRECISION_CHOICES == ("auto", *PRECISIONS)
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 convolutions natively. Why it matters: on a CPU without
     AVX-512-BF16 or AMX (e.g. AVX2-only EPYCs) oneDNN has no bf16 kernels and PyTorch falls back to an
-    emulated im2col path that is ~10x *slower* than fp32, measured here."""
+    emulated im2col path that is far *slower* than fp32 (docs/performance.md, "Runtimes")."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
@@ -50,7 +50,7 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 where the device computes it natively (visually identical, ~2x faster), else fp32.
+    """``auto``: bf16 where the device computes it natively (visually identical, and faster), else fp32.
     An explicit ``bf16`` is honoured, with a notice where it is emulated (and so slower than fp32)."""
     if name == "auto":
         return torch.bfloat16 if native_bf16(device) else torch.float32
@@ -73,8 +73,8 @@ def render_threads(device: torch.device, concurrent_calls: bool = True) -> tuple
 
     Why: on a CPU, two renderer threads with half the intra-op threads each spend less CPU on the same
     frames than one with all of them (each operation split in two pays a barrier, and the waiting half
-    spins), which leaves more of the cores to the compositor and the encoder beside them: on 2 cores a
-    job's frames took 36.7 instead of 43.1 ms each (docs/performance.md). Elsewhere, or where the renderer
+    spins), which leaves more of the cores to the compositor and the encoder beside them (measured in
+    docs/performance.md, "Two renderer threads"). Elsewhere, or where the renderer
     allows one call at a time, one worker with the process' own threads."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or not concurrent_calls:
@@ -91,7 +91,8 @@ def keep_large_allocations_in_heap(limit_bytes: int = 1 << 30) -> bool:
 
     Why: glibc hands every allocation above 32 MB a fresh ``mmap`` and unmaps it on free, so a renderer
     batch whose activations exceed that (8 frames at 128² × 128 channels already do) page-faults and
-    zeroes those pages again on every call: ~20% of CPU inference time, measured. Raising the mmap and
+    zeroes those pages again on every call, a sizeable share of CPU inference time (docs/performance.md,
+    "Allocator"). Raising the mmap and
     trim thresholds makes the process keep its high-water mark instead (the pipeline streams in bounded
     chunks, so that mark stays flat). Process-wide, done once; a no-op away from glibc. Returns whether
     it took effect."""

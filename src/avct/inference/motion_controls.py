@@ -17,9 +17,9 @@ boxes the AVCT reads, so a changed pose track changes the keypoints the AVCT pre
 
 Why the keypoints' common translation (the mean of all keypoints' displacement since the first frame)
 belongs to head motion: the AVCT also nods with the speech. With the bundled weights, a held pose track
-alone still moves the nose by 3 px over 2 s of speech, all keypoints together (measured: 2.4 px of mean
-translation, per-keypoint spreads of 1-4 px around it); removing the common part keeps the nose within
-0.7 px of its place while the face still moves with the speech (dlib inner-lip opening: same spread).
+alone still moves the nose, all keypoints together (mostly a common translation, with smaller
+per-keypoint spreads around it); removing the common part keeps the nose in its place while the face
+still moves with the speech (dlib inner-lip opening: same spread). Measured in docs/output.md.
 So ``still`` holds both, and ``pose_scale`` scales both (its visible effect is not linear in ``S``).
 """
 from __future__ import annotations

@@ -4,18 +4,17 @@ Why one bar weighted by expected work: the front-end (decoding, features, F0, ph
 runs before the first frame and took a third of a long job's time without a word on screen; a bar over
 frames alone started late and its first ETA, from the slow first frames, was off by an order of
 magnitude. Here the job is ``FRONTEND_COST`` units per second of speech followed by ``FRAME_COST`` units
-per frame, in the ratio measured on one machine for the default job (bundled weights, sharp output
-running the dense motion alone, 2 cores; re-measured 2026-11-30 on an AVX2 EPYC: a 30 s clip took 0.25 s
-of the bar per second of speech before the first frame, then 0.0147 s per frame; a 71 s clip 0.23 and
-0.0145 s; it had been 0.33 and 0.036 s before the frames got faster). Absolute speed differs between
+per frame, in the ratio measured for the default job (bundled weights, sharp output running the dense
+motion alone; the measurements, to be redone when a phase gets faster, are in docs/performance.md,
+"Progress"). Absolute speed differs between
 machines but cancels out of the ETA, elapsed ÷ units done × units left (tqdm without smoothing: with its
 default moving average one slow batch of frames doubled the ETA for seconds). Jobs whose frames cost
 more (the renderer's picture: official checkpoints, ``--fill renderer``, ``--render classic``) start with
 too short an ETA, which the frames' own rate corrects.
 
-The ETA is shown from ``ETA_FROM`` of the job on: extrapolated from the first fraction of a percent
-(decoding, the features' first blocks) it said 7 min for a job of 45 s; from 2 % (the features' first
-blocks of a 71 s clip, while the weights were still loading) 1 min 55 s for 40 s.
+The ETA is shown from ``ETA_FROM`` of the job on: extrapolated from the first percent or two (decoding,
+the features' first blocks, while the weights are still loading) it was off by several times the job's
+length (docs/performance.md, "Progress").
 """
 from __future__ import annotations
 
@@ -47,7 +46,7 @@ class JobProgress:
         total = self.speech_units + FRAME_COST * seconds * FPS * SCALE
         # smoothing 0: the average rate since the start (the units model the work); miniters 1: redraw on
         # time alone (mininterval). tqdm's default, dynamic miniters, then waits for a step as large as the
-        # largest so far: after the front-end's jump the bar moved in ~18 % steps, 3 s apart on a 30 s job.
+        # largest so far: after the front-end's jump the bar moved only in large steps, seconds apart.
         self.bar = tqdm(total=round(total), desc="speech: ", unit="", unit_scale=False, bar_format=_format("?"),
                         smoothing=0, miniters=1)
 

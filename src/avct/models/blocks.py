@@ -94,7 +94,7 @@ def zero_unused_phase_borders(y: torch.Tensor) -> torch.Tensor:
     """Phase a = 0 never uses row H of the packed tensor, phase a = 1 never uses row 0 (columns alike):
     zero them, so that a convolution over the packed phases sees the image's zero padding. In place
     (eager); traced by torch.compile, a mask multiply that inductor fuses into the producer (slice writes
-    would become whole-tensor copies there, ~15% slower, measured)."""
+    would become whole-tensor copies there, which was slower: docs/performance.md)."""
     o, (h1, w1) = y.shape[1] // 4, y.shape[-2:]
     if torch.compiler.is_compiling():
         rows, cols = torch.arange(h1, device=y.device), torch.arange(w1, device=y.device)
@@ -148,8 +148,8 @@ def conv_on_packed_phases(y: torch.Tensor, kernels: torch.Tensor, bias: torch.Te
     """``conv_k×k(pad k//2)(interleave_phases(y))`` without building the interleaved image: a conv over the
     packed phases (borders zeroed, :func:`zero_unused_phase_borders`) with ``kernels`` from
     :func:`packed_phase_kernels`, then a pixel shuffle of its few output channels. For the renderer's last
-    7×7 conv to RGB this skips the 64-channel full-resolution image and runs ~2.5× faster (oneDNN is slow
-    with 3 output channels, much less so with 12).
+    7×7 conv to RGB this skips the 64-channel full-resolution image and runs faster, as oneDNN is slow
+    with 3 output channels, much less so with 12 (measured in docs/performance.md).
 
     y (N, 4O, H+1, W+1) -> (N, C, 2H, 2W)."""
     pad = (kernels.shape[-1] - 2) // 2  # S = 2⌊p/2⌋ + 2 (see _phase_taps)
@@ -257,12 +257,13 @@ class DownBlock2d(ConvNorm):
 
 class UpBlock2d(ConvNorm):
     """nearest ×2 → conv3×3 → BN → ReLU. At inference the upsampling and the BN are folded into the
-    convolution (:func:`upsample2x_conv3x3_packed`, ~1.7× faster on CPU); training runs the plain layers."""
+    convolution (:func:`upsample2x_conv3x3_packed`: fewer multiply-adds and no ×4 image, faster on CPU,
+    docs/performance.md); training runs the plain layers."""
 
     def folds_upsampling(self, x: torch.Tensor) -> bool:
         """At inference, for inputs of 8×8 and more: on smaller ones the convolution is bound by reading
-        its weights, the phase kernels are 16/9 as large, and the plain layers run ~2× faster (CPU,
-        measured at 2×2; even at 4×4)."""
+        its weights, the phase kernels are 16/9 as large, and the plain layers run faster (CPU, measured
+        at 2×2 and still so at 4×4: docs/performance.md)."""
         return (inference(self) and self.conv.kernel_size == (3, 3) and self.conv.padding == (1, 1)
                 and min(x.shape[-2:]) >= 8)
 

@@ -95,11 +95,12 @@ class LipApertureNet(nn.Module):
 
         The prediction's swings about its own average are scaled to ``typical_spread``, the training
         speakers' typical amount of lip motion: the network's timing is kept, its amount is not. Why:
-        how much a person moves the lips is their own (the real spread ranged 0.020-0.086 over the 25
-        training clips), and the network cannot hear it. In two-fold cross-speaker validation on those
-        clips its own spread per utterance correlated -0.33 with the real one; the typical spread (each
-        fold's own) put the amplitude ratio within 0.6-1.5 for 15 of the 25, its own spread for 8
-        (``scripts/lip_validation.py``).
+        how much a person moves the lips is their own (it varies about fourfold between the training
+        speakers), and the network cannot hear it. In two-fold cross-speaker validation on the training
+        clips its own spread per utterance did not follow the real one (it correlated negatively), and the
+        typical spread (each fold's own) put the amplitude near the real one for about twice as many clips
+        as its own spread did (``scripts/lip_validation.py``; figures in the bundled weights' model card,
+        "Lip motion").
         Weights without ``typical_spread`` keep the members' typical spread (the mean of M members
         moves less than any of them, as averaging cancels what they do not share)."""
         n = min(rows.shape[0] // ROWS_PER_FRAME, phonemes.shape[0])

@@ -163,7 +163,8 @@ class OcclusionAwareGenerator(nn.Module):
     def motion(self, enc: SourceEncoding, kp_source: Keypoints, kp_driving: Keypoints) -> dict:
         """The dense motion alone (B driving frames): ``deformation`` (B, 64, 64, 2) and, where the weights
         have one, ``occlusion_map`` (B, 1, 64, 64). What the sharp output needs when it does not show the
-        renderer's picture (:mod:`avct.inference.sharp`): ~15 % of :meth:`render`'s work."""
+        renderer's picture (:mod:`avct.inference.sharp`): a small part of :meth:`render`'s work
+        (docs/performance.md, "The dense motion alone")."""
         b = kp_driving.value.shape[0]
         if kp_source.value.shape[0] != b:
             kp_source = Keypoints(kp_source.value.expand(b, -1, -1),
@@ -175,7 +176,7 @@ class OcclusionAwareGenerator(nn.Module):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Up blocks, then the final conv (logits). At inference the last ×2 block's output stays as four
         packed phase images and the final conv reads them (:func:`conv_on_packed_phases`): the
-        full-resolution 64-channel image is never built (~9 ms a frame on 2 CPU cores)."""
+        full-resolution 64-channel image is never built (what that saves: docs/performance.md)."""
         *ups, last = self.up_blocks or [None]
         for block in ups:
             x = block(x)

@@ -38,10 +38,10 @@ __all__ = ["VideoWriter", "write_video", "check_output_name"]
 log = logging.getLogger(__name__)
 
 # x264's "veryfast" at CRF 16 rather than its default "medium" at CRF 18: on talking-head frames (a still
-# background) it encodes 1.9x faster (524²: 7.7 vs 14.8 ms a frame; at 1048² medium cost ~40 % of the
-# int8 renderer's time) and keeps the face as sharp (Laplacian variance on the face, generated / real:
-# 0.944 vs 0.937; veryfast at CRF 18 gave 0.918), for files ~16-19 % larger. Measured on 250 frames of a
-# generated 30 s video and on the 5 s reality-check clip, one run each.
+# background) it encodes much faster (on large frames medium took a good share of the renderer's time)
+# and, with the lower CRF, keeps the face as sharp (Laplacian variance on the face, generated / real;
+# veryfast at CRF 18 was less sharp), for somewhat larger files. Measured in docs/performance.md
+# ("Rendering beside writing").
 DEFAULT_CRF = 16
 DEFAULT_PRESET = "veryfast"
 DEFAULT_AUDIO_BITRATE = 128_000
