@@ -86,6 +86,8 @@ def _add_motion_controls(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pose-from", metavar="VIDEO",
                    help="move the head like the person in VIDEO (its pose changes, looped to the speech)")
     g.add_argument("--mouth-scale", metavar="S", help="lip motion amplitude, 0..3 (0 = silent lips, default 1)")
+    g.add_argument("--blink-rate", metavar="N",
+                   help="sharp output: blinks a minute, 0..60 (0 = none; default 18, irregular, more often in pauses)")
 
 
 def generate_options(args: argparse.Namespace) -> "GenerateOptions":
@@ -103,7 +105,8 @@ def generate_options(args: argparse.Namespace) -> "GenerateOptions":
     return GenerateOptions.from_mapping({
         "phonemes": args.phonemes, "transcript": read_transcript(args.transcript), "pose": args.pose,
         "crop": not args.no_crop, "face": args.face, "still": args.still, "pose_scale": args.pose_scale,
-        "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "render": args.render, "fill": args.fill,
+        "pose_from": args.pose_from, "mouth_scale": args.mouth_scale, "blink_rate": args.blink_rate,
+        "render": args.render, "fill": args.fill,
         "crop_only": args.crop_only, "size": args.size, "max_size": args.max_size, "f0": args.f0,
         "motion_step": args.motion_step})
 

@@ -1,5 +1,7 @@
 """``avct evaluate``: the paper's Table-1 metrics (FID, CPBD, LMD, AVOff, AVConf) as one command, plus the
-lip-motion statistics of :mod:`.lips` (lip r, amplitude ratio, silence gap) and the face-sharpness ratio.
+lip-motion statistics of :mod:`.lips` (lip r, amplitude ratio, silence gap), the face-sharpness ratio,
+the blinks of :mod:`.eyes` (per minute, deepest closure) and the head motion of :mod:`.head_motion`
+(the nose tip's spread against the real speaker's).
 
 Generated and reference videos are paired by file name (stem). Each video is decoded once for FID
 features, CPBD and landmarks (and face boxes); a second decode cuts the SyncNet face crops when SyncNet
@@ -9,8 +11,10 @@ Aggregation, as in the papers: FID over the pooled frames of all generated vs al
 CPBD and LMD averaged over all evaluated frames; AVOff/AVConf/LSE-D averaged over videos. The lip
 statistics and the sharpness ratio are computed per video on the LMD frames (every ``--every``-th
 generated frame and the reference frame shown at its time, so their curves come from the landmarks LMD
-already found) and averaged over videos. The "Ground Truth" row scores the reference videos themselves
-(FID and LMD 0, lip r, amplitude and sharpness ratio 1, silence gap 0 by definition).
+already found) and averaged over videos; so are the head-motion ratio and, with ``--every 1`` (a blink
+lasts a few frames), the blinks. The "Ground Truth" row scores the reference videos themselves
+(FID and LMD 0, lip r, amplitude, sharpness and head-motion ratio 1, silence gap 0 by definition; its
+own blinks).
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ import numpy as np
 from ..errors import AvctError
 from . import report
 from .cpbd import cpbd_rgb
+from .eyes import EyeStats, eye_statistics
 from .fid import FeatureStats, InceptionFeatures, fid_from_features
+from .head_motion import head_spread, spread_ratio
 from ..face.landmark_groups import aperture_curve
 from .lips import (FrameMeasures, LipStats, face_sharpness, lip_statistics, sharpness_ratio,
                    silent_frames, timing_peak)
@@ -233,6 +239,16 @@ def _lip_scores(gen: VideoAnalysis, ref: VideoAnalysis,
     return stats, sharp, series
 
 
+def _measured(a: VideoAnalysis) -> list[np.ndarray | None]:
+    """The landmarks of the frames measured on ``a``, in time order."""
+    return [a.landmarks[i] for i in sorted(a.landmarks)]
+
+
+def _eyes(a: VideoAnalysis) -> EyeStats:
+    """Blinks of a video over the frames measured on it (evenly spaced over its duration)."""
+    return eye_statistics(_measured(a), a.frames / a.fps if a.fps else 0.0)
+
+
 def _lip_timing(gen: VideoAnalysis, ref: VideoAnalysis) -> tuple[int | None, float | None]:
     """The lag (generated frames, −3…+3) at which lip r peaks and r there (:func:`.lips.timing_peak`):
     a peak away from 0 says the generated mouth, or the reference's own picture, runs early or late.
@@ -329,6 +345,9 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
             lips, sharpness, aperture_series = _lip_scores(gen, ref, frame_pairs)
             # on every frame only: with --every N the frames a lag pairs were not measured
             best_lag, r_best_lag = _lip_timing(gen, ref) if frame_step == 1 else (None, None)
+            no_eyes = EyeStats(0, None, None)
+            gen_eyes, ref_eyes = (_eyes(gen), _eyes(ref)) if frame_step == 1 else (no_eyes, no_eyes)
+            head_motion = spread_ratio(head_spread(_measured(gen)), head_spread(_measured(ref)))
             lip_pairs += lips.pairs
             silent_pairs += lips.silent_pairs
             gen_stats.add(gen.features)
@@ -356,6 +375,9 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
                 "lip_r": lips.r, "lip_amp": lips.amplitude, "silence_gap": lips.silence_gap,
                 "lip_best_lag": best_lag, "lip_r_best_lag": r_best_lag,
                 "sharpness": sharpness,
+                "blinks_per_min": gen_eyes.per_minute, "blinks_per_min_reference": ref_eyes.per_minute,
+                "eye_closure": gen_eyes.deepest, "eye_closure_reference": ref_eyes.deepest,
+                "head_motion": head_motion,
                 "avoff": gen.sync.offset if gen.sync else None,
                 "avconf": gen.sync.confidence if gen.sync else None,
                 "lse_d": gen.sync.min_dist if gen.sync else None,
@@ -400,9 +422,15 @@ def evaluate(generated: str | os.PathLike | Sequence[str | os.PathLike],
         "lip_amp": _mean(r["lip_amp"] for r in rows),
         "silence_gap": _mean(r["silence_gap"] for r in rows),
         "sharpness": _mean(r["sharpness"] for r in rows),
+        "blinks_per_min": _mean(r["blinks_per_min"] for r in rows),
+        "eye_closure": _mean(r["eye_closure"] for r in rows),
+        "head_motion": _mean(r["head_motion"] for r in rows),
         "reference": {
             "fid": 0.0, "cpbd": _mean(all_cpbd_ref), "lmd": 0.0,
             "lip_r": 1.0, "lip_amp": 1.0, "silence_gap": 0.0, "sharpness": 1.0,
+            "blinks_per_min": _mean(r["blinks_per_min_reference"] for r in rows),
+            "eye_closure": _mean(r["eye_closure_reference"] for r in rows),
+            "head_motion": 1.0 if any(r["head_motion"] is not None for r in rows) else None,
             "avoff": _mean(r["avoff_reference"] for r in rows),
             "avconf": _mean(r["avconf_reference"] for r in rows),
             "lse_d": _mean(r["lse_d_reference"] for r in rows),

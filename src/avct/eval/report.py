@@ -24,14 +24,17 @@ __all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_pl
 CSV_COLUMNS = (
     "name", "generated", "reference", "frames_generated", "frames_reference", "fps_generated",
     "fps_reference", "fid_video", "cpbd", "cpbd_reference", "lmd", "lmd_frames", "lip_r", "lip_amp",
-    "silence_gap", "lip_best_lag", "lip_r_best_lag", "sharpness", "avoff", "avconf", "lse_d",
+    "silence_gap", "lip_best_lag", "lip_r_best_lag", "sharpness", "blinks_per_min", "blinks_per_min_reference",
+    "eye_closure", "eye_closure_reference", "head_motion", "avoff", "avconf", "lse_d",
     "avoff_reference", "avconf_reference",
     "lse_d_reference", "note",
 )
 # (JSON key, Table-1 header, decimals)
 TABLE_COLUMNS = (("fid", "FID↓", 3), ("cpbd", "CPBD↑", 3), ("lmd", "LMD↓", 3), ("lip_r", "lip r↑", 2),
                  ("lip_amp", "lip amp(→1)", 2), ("silence_gap", "silence gap(→0)", 3),
-                 ("sharpness", "sharpness(→1)", 2), ("avoff", "AVOff(→0)", 2), ("avconf", "AVConf↑", 2))
+                 ("sharpness", "sharpness(→1)", 2), ("blinks_per_min", "blinks/min", 1),
+                 ("eye_closure", "eye closure↓", 2), ("head_motion", "head motion(→1)", 2),
+                 ("avoff", "AVOff(→0)", 2), ("avconf", "AVConf↑", 2))
 # What each column means, for the reports (summary.md here, the held-out comparison in avct.eval.heldout).
 METRIC_NOTES = (
     "- FID: Fréchet distance of Inception-v3 pool_3 features (the TF FID network), all frames pooled "
@@ -47,9 +50,14 @@ METRIC_NOTES = (
     "lip r peaks (> 0: the real mouth moves later), and lip_r_best_lag, r there; a peak away from 0 is "
     "timing, the generated mouth's or the real clip's own sound-to-picture offset.",
     "- sharpness: variance of the Laplacian of the face box at 128², median generated / median real.",
+    "- blinks/min and eye closure (with --every 1): blinks found in the eye aspect ratio of dlib's eye "
+    "points relative to the video's open level (below 0.70, back above 0.75, at most 1 s), and the lowest "
+    "such ratio (1: the eyes never close), mean over videos (avct.eval.eyes); the Ground Truth row gives "
+    "the real clips' own. head motion: the nose tip's spread (inter-ocular units) ÷ the real clip's "
+    "(1: moves as much as the speaker; avct.eval.head_motion).",
     "- AVOff / AVConf: SyncNet offset (frames; > 0: audio leads) and confidence, mean over videos.",
-    "- Ground Truth: FID and LMD 0, lip r, lip amp and sharpness 1, silence gap 0 by definition; CPBD "
-    "and SyncNet scores of the reference videos.",
+    "- Ground Truth: FID and LMD 0, lip r, lip amp, sharpness and head motion 1, silence gap 0 by "
+    "definition; CPBD, blinks and SyncNet scores of the reference videos.",
 )
 
 
@@ -124,12 +132,16 @@ def write_markdown(path: Path, summary: dict[str, Any], rows: Sequence[dict[str,
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     lines += ["", "## Per video", "",
-              "| Video | FID | CPBD | LMD | lip r | lip amp | silence gap | sharpness | AVOff | AVConf | note |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| Video | FID | CPBD | LMD | lip r | lip amp | silence gap | sharpness | blinks/min (real) "
+              "| eye closure (real) | head motion | AVOff | AVConf | note |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {format_number(r.get('fid_video'), 2)} | {format_number(r.get('cpbd'), 3)} | "
                      f"{format_number(r.get('lmd'), 3)} | {format_number(r.get('lip_r'), 2)} | {format_number(r.get('lip_amp'), 2)} | "
                      f"{format_number(r.get('silence_gap'), 3)} | {format_number(r.get('sharpness'), 2)} | "
+                     f"{format_number(r.get('blinks_per_min'), 1)} ({format_number(r.get('blinks_per_min_reference'), 1)}) | "
+                     f"{format_number(r.get('eye_closure'), 2)} ({format_number(r.get('eye_closure_reference'), 2)}) | "
+                     f"{format_number(r.get('head_motion'), 2)} | "
                      f"{format_number(r.get('avoff'), 0)} | {format_number(r.get('avconf'), 2)} | {r.get('note') or ''} |")
     lines.append("")
     atomic_write_text(path, "\n".join(lines))

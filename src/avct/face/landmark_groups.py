@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 NUM_LANDMARKS = 68
+NOSE_TIP = 30
 JAW = slice(0, 17)
 NOSE = slice(27, 36)
 LEFT_EYE = slice(36, 42)     # the eye on the image's left
@@ -26,6 +27,9 @@ LOWER_LIP_CENTRE = 57        # outer lower lip, middle
 UPPER_INNER_LIP = (60, 61, 62, 63, 64)   # inner upper lip, left corner to right corner
 LOWER_INNER_LIP = (60, 67, 66, 65, 64)   # inner lower lip, same order
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
+# Each eye as (outer corner, upper lid ×2, inner corner, lower lid ×2), left to right along the lids:
+# corners p1, p4; upper lid p2, p3; lower lid p6, p5 (Soukupová & Čech's numbering).
+EYES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
 
 
 def _points(landmarks: np.ndarray) -> np.ndarray:
@@ -62,3 +66,17 @@ def mouth_aperture(landmarks: np.ndarray) -> float:
 def aperture_curve(landmarks: Sequence[np.ndarray | None]) -> np.ndarray:
     """Apertures of a landmark sequence, NaN where a frame has no face (None) or NaN landmarks."""
     return np.array([math.nan if lm is None else mouth_aperture(lm) for lm in landmarks], dtype=np.float64)
+
+
+def eye_aspect_ratio(landmarks: np.ndarray) -> float:
+    """How open the eyes are: (|p2 − p6| + |p3 − p5|) / (2 |p1 − p4|) of each eye, averaged over both
+    (Soukupová & Čech 2016; about 0.25-0.35 open, under half that closed). Scale and roll drop out, so
+    a blink reads the same in any photo; NaN for degenerate eyes."""
+    pts = _points(landmarks)
+    ratios = []
+    for p1, p2, p3, p4, p5, p6 in EYES:
+        width = np.linalg.norm(pts[p1] - pts[p4])
+        if not width > 0:
+            return math.nan
+        ratios.append((np.linalg.norm(pts[p2] - pts[p6]) + np.linalg.norm(pts[p3] - pts[p5])) / (2 * width))
+    return float(np.mean(ratios))

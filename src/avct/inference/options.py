@@ -98,6 +98,7 @@ class GenerateOptions:
     pose_scale: float = 1.0              # head motion about the reference pose (0 = still)
     pose_from: str | None = None         # a video whose head poses drive the head
     mouth_scale: float = 1.0             # lip motion amplitude (1 = as predicted)
+    blink_rate: float = 18.0             # sharp output: blinks a minute (0 = none; avct.inference.blinks)
     # speech analysis
     f0: str = "fast"                     # F0 estimator: fast (Harvest at 4 kHz) or official (avct.audio.features)
     extra: dict = field(default_factory=dict, repr=False)  # reserved; always empty after validation
@@ -121,6 +122,7 @@ class GenerateOptions:
         self.motion_step = _parse_int("motion_step", self.motion_step, 1, 4)
         self.pose_scale = _parse_float("pose_scale", self.pose_scale, 0.0, 3.0)
         self.mouth_scale = _parse_float("mouth_scale", self.mouth_scale, 0.0, 3.0)
+        self.blink_rate = _parse_float("blink_rate", self.blink_rate, 0.0, 60.0)
         for name in ("crop", "crop_only", "still"):
             setattr(self, name, _parse_bool(name, getattr(self, name)))
         if self.pose is not None:

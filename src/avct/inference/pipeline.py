@@ -70,13 +70,13 @@ class Pipeline(Stages):
             for pred in self.predictions(reference, speech, chunk, options=options):
                 yield from self.to_uint8(pred)
             return
-        lips = self.models.lip_aperture is not None and reference.landmarks is not None
-        canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
-                             reference.landmarks if lips else None)
+        canvas = make_canvas(reference.full_photo(), reference.crop_box, options, reference.landmarks,
+                             mouth=self.models.lip_aperture is not None)
         openings = self.mouth_openings(speech, canvas.mouth, options) if canvas.mouth is not None else None
+        closures = self.eye_closures(speech, reference, options) if canvas.eyes is not None else None
         outputs = parallel_render_outputs(self, reference, speech, chunk, options=options,
                                           picture=shows_picture(options, canvas))
-        yield from compose_frames(SharpCompositor(canvas), outputs, openings)
+        yield from compose_frames(SharpCompositor(canvas), outputs, openings, closures)
 
     def reenact(self, reference: Reference, driving: Iterable[np.ndarray], *, apertures: np.ndarray | None = None,
                 options: GenerateOptions | None = None) -> Iterator[np.ndarray]:
@@ -105,7 +105,7 @@ class Pipeline(Stages):
                 yield from self.to_uint8(out["prediction"])
             return
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
-                             reference.landmarks if apertures is not None else None)
+                             reference.landmarks if apertures is not None else None)  # the driving video's eyes
         openings = None
         if canvas.mouth is not None:
             change = np.nan_to_num(np.asarray(apertures, np.float64) - canvas.mouth.aperture) * options.mouth_scale

@@ -15,6 +15,8 @@ show (the inside of an opening mouth, newly exposed background):
 
 Where :mod:`avct.inference.mouth_opening` opens the lips (weights with a lip-aperture network), the
 renderer's picture is not needed, and only its dense motion runs (ρ = 0; ``shows_picture``, ``--fill``).
+The eyes blink by :mod:`avct.inference.eyelids`, with any weights: both warps are composed into the same
+sampling map, so the face is read from the photo once a frame.
 
 The displacement (not the field) is upsampled, so zero motion is the photo exactly; the warp samples a
 region larger than the crop, so motion near the crop's edges pulls in real photo pixels rather than
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from ..models.blocks import make_coordinate_grid
+from .eyelids import EyeShape, close_eye, eye_shapes, smooth_lid
 from .mouth_opening import MouthShape, darken, open_mouth
 from .options import GenerateOptions
 
@@ -97,6 +100,7 @@ class Canvas:
     feather: np.ndarray            # (h, w) float32 paste-back weight of the animated crop
     crop_only: bool                # frames are just the box
     mouth: MouthShape | None = None  # the face's mouth in ``source`` pixels (for the mouth opening)
+    eyes: tuple[EyeShape, EyeShape] | None = None  # its eyes in ``source`` pixels (for blinks)
 
     @property
     def crop_size(self) -> tuple[int, int]:
@@ -123,10 +127,11 @@ def output_scale(photo_shape: tuple[int, ...], crop_box: Box, options: GenerateO
 
 
 def make_canvas(photo: np.ndarray, crop_box: Box | None, options: GenerateOptions,
-                landmarks: np.ndarray | None = None) -> Canvas:
+                landmarks: np.ndarray | None = None, *, mouth: bool = True) -> Canvas:
     """The output picture for ``photo`` (H, W, 3) uint8 whose face crop is ``crop_box`` (None: the whole
     photo is the crop, as ``--no-crop``); ``landmarks``: the face's (68, 2) landmarks in photo pixels,
-    for :mod:`avct.inference.mouth_opening` (None: the mouth is not opened)."""
+    for the eyes' blinks (:mod:`avct.inference.eyelids`) and, with ``mouth``, the mouth's opening
+    (:mod:`avct.inference.mouth_opening`); None: neither moves by itself."""
     h, w = photo.shape[:2]
     crop_box = crop_box or (0, 0, w, h)
     sx, sy = output_scale(photo.shape, crop_box, options)
@@ -161,14 +166,16 @@ def make_canvas(photo: np.ndarray, crop_box: Box | None, options: GenerateOption
         soft = (bl > 0, bt > 0, br < pw, bb < ph)
         feather = feather_mask(bb - bt, br - bl, soft, max(2.0, FEATHER * min(br - bl, bb - bt)))
         to_source = (pw, region[0] / (pw / w), ph, region[1] / (ph / h), w, h)
-    mouth = None
+    mouth_shape, eyes = None, None
     if landmarks is not None:
         out_w, origin_x, out_h, origin_y, in_w, in_h = to_source
         points = np.asarray(landmarks, np.float64)
-        mouth = MouthShape.from_landmarks(np.stack([(points[:, 0] - origin_x + 0.5) * out_w / in_w - 0.5,
-                                                    (points[:, 1] - origin_y + 0.5) * out_h / in_h - 0.5], 1))
+        in_source = np.stack([(points[:, 0] - origin_x + 0.5) * out_w / in_w - 0.5,
+                              (points[:, 1] - origin_y + 0.5) * out_h / in_h - 0.5], 1)
+        mouth_shape = MouthShape.from_landmarks(in_source) if mouth else None
+        eyes = eye_shapes(in_source)
     return Canvas(np.ascontiguousarray(picture), box, region, np.ascontiguousarray(source_img), feather,
-                  options.crop_only, mouth)
+                  options.crop_only, mouth_shape, eyes)
 
 
 def _fit(region_img: np.ndarray, box: Box) -> np.ndarray:
@@ -215,14 +222,17 @@ class SharpCompositor:
         self.identity64: np.ndarray | None = None
 
     def compose(self, rendered: torch.Tensor | None, deformation: torch.Tensor,
-                occlusion: torch.Tensor | None, openings: np.ndarray | None = None) -> np.ndarray:
+                occlusion: torch.Tensor | None, openings: np.ndarray | None = None,
+                closures: np.ndarray | None = None) -> np.ndarray:
         """rendered (B, 3, 256, 256) in [0, 1] (None with occlusion None: the warped photo alone),
         deformation (B, h', w', 2), occlusion (B, 1, h', w') or None,
-        openings (B,) mouth openings in source pixels or None -> (B, H, W, 3) uint8 frames."""
-        return np.stack(list(self.frames(rendered, deformation, occlusion, openings)))
+        openings (B,) mouth openings in source pixels or None, closures (B,) eye closures 0..1 or None
+        -> (B, H, W, 3) uint8 frames."""
+        return np.stack(list(self.frames(rendered, deformation, occlusion, openings, closures)))
 
     def frames(self, rendered: torch.Tensor | None, deformation: torch.Tensor,
-               occlusion: torch.Tensor | None, openings: np.ndarray | None = None) -> Iterator[np.ndarray]:
+               occlusion: torch.Tensor | None, openings: np.ndarray | None = None,
+               closures: np.ndarray | None = None) -> Iterator[np.ndarray]:
         deformation = deformation.float().cpu().numpy()
         gh, gw = deformation.shape[1:3]
         if self.identity64 is None or self.identity64.shape[:2] != (gh, gw):
@@ -231,32 +241,43 @@ class SharpCompositor:
         drawn = None
         for i in range(len(deformation)):
             opening = 0.0 if openings is None else float(openings[i])
+            closure = 0.0 if closures is None else float(closures[i])
             if occ is not None and float(occ[i].min()) < OCCLUSION_VISIBLE:
                 if drawn is None:
                     drawn = (rendered.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                yield self.frame(deformation[i], occ[i], drawn[i], opening)
+                yield self.frame(deformation[i], occ[i], drawn[i], opening, closure)
             else:
-                yield self.frame(deformation[i], None, None, opening)
+                yield self.frame(deformation[i], None, None, opening, closure)
 
     def frame(self, deformation: np.ndarray, occlusion: np.ndarray | None, drawn: np.ndarray | None,
-              opening: float = 0.0) -> np.ndarray:
+              opening: float = 0.0, closure: float = 0.0) -> np.ndarray:
         """One frame: deformation (h', w', 2), occlusion (h', w') or None, drawn (256, 256, 3) uint8,
-        ``opening``: the mouth opening in source pixels (:mod:`avct.inference.mouth_opening`)."""
+        ``opening``: the mouth opening in source pixels (:mod:`avct.inference.mouth_opening`),
+        ``closure``: how far the eyes are closed, 0..1 (:mod:`avct.inference.eyelids`)."""
         h, w = self.canvas.crop_size
         shift = deformation - self.identity64
         displacement = upsampled_displacement(shift, (w, h))
         map_x = self.base_x + displacement[..., 0] * self.half[0]
         map_y = self.base_y + displacement[..., 1] * self.half[1]
         shade = None
+        margin = float(np.abs(shift).max()) * max(self.half) + 2
         if opening and self.canvas.mouth is not None:
-            margin = float(np.abs(shift).max()) * max(self.half) + 2
-            part = self._mouth_rect(self.canvas.mouth.zone(opening), margin)
+            part = self._zone_rect(self.canvas.mouth.zone(opening), margin)
             if part is not None:
                 shade = part, open_mouth(map_x[part], map_y[part], self.canvas.mouth, opening)
+        lids = []
+        if closure > 0 and self.canvas.eyes is not None:
+            for eye in self.canvas.eyes:
+                part = self._zone_rect(eye.zone(), margin)
+                if part is not None:
+                    lids.append((part, close_eye(map_x[part], map_y[part], eye, closure), eye.width))
         face = cv2.remap(self.fine_source, _to_fine(map_x), _to_fine(map_y), cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_REPLICATE)
         if shade is not None and shade[1] is not None:
             darken(face[shade[0]], shade[1])
+        for part, weight, width in lids:
+            if weight is not None:
+                smooth_lid(face[part], weight, width)
         if occlusion is not None:
             rho = smoothstep((OCCLUSION_VISIBLE - cv2.resize(occlusion, (w, h), interpolation=cv2.INTER_LINEAR))
                              / (OCCLUSION_VISIBLE - OCCLUSION_HIDDEN))
@@ -275,7 +296,7 @@ class SharpCompositor:
         return out
 
 
-    def _mouth_rect(self, zone: tuple[float, float, float, float], margin: float) -> tuple[slice, slice] | None:
+    def _zone_rect(self, zone: tuple[float, float, float, float], margin: float) -> tuple[slice, slice] | None:
         """The crop pixels whose sampling point may fall in ``zone`` (source pixels), given the largest
         displacement ``margin`` (px) of the frame's motion field."""
         h, w = self.canvas.crop_size
@@ -321,16 +342,18 @@ def _strips(feather: np.ndarray) -> list[tuple[slice, slice]]:
     return [s for s in strips if feather[s].size]
 
 
-def compose_frames(compositor: SharpCompositor, outputs: Iterator[dict],
-                   openings: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def compose_frames(compositor: SharpCompositor, outputs: Iterator[dict], openings: np.ndarray | None = None,
+                   closures: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Renderer output dicts (prediction, deformation, occlusion_map; or the dense motion alone, without a
     prediction) -> uint8 frames, one at a time;
-    ``openings``: the mouth opening of every frame, source pixels (None: the mouth is not opened)."""
+    ``openings``: the mouth opening of every frame, source pixels (None: the mouth is not opened);
+    ``closures``: the eyes' closure of every frame, 0..1 (None: they do not blink)."""
     done = 0
     for out in outputs:
         n = len(out["deformation"])
-        part = None if openings is None else openings[done:done + n]
+        opening = None if openings is None else openings[done:done + n]
+        closure = None if closures is None else closures[done:done + n]
         rendered = out.get("prediction")  # None: the dense motion alone (no picture to blend, see shows_picture)
         occlusion = None if rendered is None else out.get("occlusion_map")
-        yield from compositor.frames(rendered, out["deformation"], occlusion, part)
+        yield from compositor.frames(rendered, out["deformation"], occlusion, opening, closure)
         done += n

@@ -36,8 +36,8 @@ class Stages:
     def __init__(self, models: AvctModels, runtime: RuntimeOptions):
         """Places the networks. Precision policy: the renderer (nearly all the work per frame) runs in
         ``runtime.precision`` and keeps its geometry fp32 itself; the AVCT stays fp32 (in bf16 its
-        keypoints drift enough to cost ~20 dB of PSNR, measured), as do the keypoint detector (once per
-        video) and the head-motion LSTM."""
+        keypoints drift enough to show in the frames: docs/performance.md, "Precision"), as do the
+        keypoint detector (once per video) and the head-motion LSTM."""
         models.require("keypoint_detector", "generator", "avct", "head_motion")
         self.runtime = runtime
         self.device = resolve_device(runtime.device)
@@ -202,6 +202,19 @@ class Stages:
         n = speech.num_frames
         rows = torch.from_numpy(speech.features[: n * ROWS_PER_FRAME])
         return self.models.lip_aperture.predict(rows, torch.from_numpy(speech.phonemes[:n])).numpy().astype(np.float64)
+
+    def eye_closures(self, speech: Speech, reference: Reference, options: GenerateOptions) -> np.ndarray | None:
+        """(num_frames,) how far the eyes are closed in each frame, 0..1 (:mod:`avct.inference.blinks`),
+        or None with ``blink_rate`` 0: blinks at ``options.blink_rate`` a minute, drawn to the speech's
+        pauses, seeded from the speech and the photo's landmarks."""
+        from .blinks import blink_plan, blink_seed
+        from .mouth_opening import pause_frames
+
+        if options.blink_rate <= 0:
+            return None
+        n = speech.num_frames
+        seed = blink_seed(speech.features[: n * ROWS_PER_FRAME], reference.landmarks)
+        return blink_plan(n, options.blink_rate, pause_frames(speech.features, n), seed)
 
     def mouth_openings(self, speech: Speech, mouth, options: GenerateOptions) -> np.ndarray:
         """(num_frames,) how far to open the photo's mouth in each frame, in the canvas' source pixels:
