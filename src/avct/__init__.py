@@ -4,16 +4,12 @@
 :class:`GenerateOptions`, those of the loaded networks :class:`RuntimeOptions`.
 """
 from .errors import AvctError
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
 __all__ = ["AvctError", "GenerateOptions", "Pipeline", "RuntimeOptions", "__version__"]
 
 
-def __getattr__(name: str):
-    # Lazy: importing avct (e.g. for the CLI's --help) should not pay for torch.
-    if name in ("Pipeline", "GenerateOptions", "RuntimeOptions"):
-        from . import inference
-
-        return getattr(inference, name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(__name__, {"Pipeline": "inference", "GenerateOptions": "inference",
+                                         "RuntimeOptions": "inference"})

@@ -7,8 +7,9 @@ parses its arguments before torch loads): :class:`Pipeline` (``Pipeline.load()``
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 _EXPORTS = {
     "Pipeline": "pipeline",
@@ -26,7 +27,4 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

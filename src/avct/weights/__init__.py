@@ -11,8 +11,9 @@ The names below are imported when first used: the command line reads the bundled
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 _EXPORTS = {
     "load_models": "loading",
@@ -34,7 +35,4 @@ if TYPE_CHECKING:
     from .syncnet import load_syncnet, load_syncnet_v2, save_syncnet
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
