@@ -31,6 +31,8 @@ from ..face.landmark_groups import EYES
 FOLD = 0.18        # the lid skin that slides down starts this many eye widths above the lid, at most ...
 BROW_SHARE = 0.5   # ... and this share of the way from the lid up to the brow
 LASHES = 0.07      # the lash line, this many eye widths above the lid's edge, moves down unstretched
+OVERLAP = 0.05     # shut, the lash line reaches this many eye widths below dlib's lower-lid points (which sit
+                   # on the lid's inner edge: without it a sliver of the eye shows under a closed lid)
 SMOOTH = 0.12      # the stretched skin is blurred across this many eye widths (stretching streaks it)
 BROWS = ((17, 18, 19, 20, 21), (22, 23, 24, 25, 26))  # dlib's brow points above EYES[0], EYES[1]
 
@@ -89,8 +91,10 @@ def close_eye(map_x: np.ndarray, map_y: np.ndarray, eye: EyeShape, closure: floa
     y_upper, y_lower = eye.lids(x)
     y_brow = np.interp(x, eye.brow[:, 0], eye.brow[:, 1]).astype(np.float32)
     inside = (x > eye.left) & (x < eye.right)
-    d = np.where(inside, np.float32(min(closure, 1.0)) * (y_lower - y_upper), np.float32(0))
     w = np.float32(max(eye.width, 1.0))
+    taper = np.clip(1 - ((x - (eye.left + eye.right) / 2) / (w / 2)) ** 2, 0, 1)  # 0 at the corners
+    reach = y_lower - y_upper + np.float32(OVERLAP) * w * taper
+    d = np.where(inside, np.float32(min(closure, 1.0)) * reach, np.float32(0))
     fold = np.maximum(np.minimum(np.float32(FOLD) * w, BROW_SHARE * (y_upper - y_brow)), np.float32(LASHES * 2) * w)
     top, lashes = y_upper - fold, y_upper - np.float32(LASHES) * w
     moved = d > 0

@@ -32,8 +32,7 @@ class Pipeline(Stages):
 
     def __init__(self, models: AvctModels, runtime: RuntimeOptions | None = None, **runtime_values: Any):
         """``runtime`` (or the same names as keywords, e.g. ``device="cpu"``): see :class:`RuntimeOptions`."""
-        runtime = runtime or RuntimeOptions()
-        super().__init__(models, runtime.replace(**runtime_values) if runtime_values else runtime)
+        super().__init__(models, (runtime or RuntimeOptions()).replace(**runtime_values))
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | Sequence[str | os.PathLike | None] | None = None,
@@ -41,8 +40,7 @@ class Pipeline(Stages):
         """The one way in: the networks of ``checkpoint`` (any source :func:`avct.weights.load_models`
         takes; None: the weights bundled with avct), placed as ``runtime`` says. The runtime options are
         checked before any weights are read."""
-        runtime = runtime or RuntimeOptions()
-        runtime = runtime.replace(**runtime_values) if runtime_values else runtime
+        runtime = (runtime or RuntimeOptions()).replace(**runtime_values)
         return cls(load_models(checkpoint), runtime)
 
     # ---- frames ----------------------------------------------------------------------------------
