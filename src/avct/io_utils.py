@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from .errors import AvctError
 
 
 def chmod_default(path: Path, directory: bool = False) -> None:
@@ -38,13 +41,35 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with _writing(path), atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with _writing(path), atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def _writing(path: str | os.PathLike) -> Iterator[None]:
+    """A write that fails (disk full, no permission, read-only file system) is one AvctError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise AvctError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the hidden temporary files :func:`atomic_path` (and the video writer, with the same prefix)
+    made beside ``path`` in a run that was killed before it could clean up; returns them. Only call this
+    where no other process is writing ``path`` now."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(path.suffix)}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 @contextlib.contextmanager

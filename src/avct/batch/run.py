@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import AvctError, AvctNotice
-from ..io_utils import atomic_write_text
+from ..io_utils import atomic_write_text, remove_stale_temporaries
 from .manifest import Job, plan_jobs, read_manifest
 
 REPORT_FIELDS = ("row", "image", "audio", "output", "status", "seconds", "reason")
+# The report is rewritten after a row that made a video, else at most this often (and at the end): a
+# manifest of 100 000 rows that fail at once must not rewrite a growing report 100 000 times.
+REPORT_EVERY_S = 1.0
 
 
 @dataclass
@@ -91,13 +94,18 @@ def run_batch(manifest: str | os.PathLike, out_dir: str | os.PathLike, pipeline,
             frames.n = done
             frames.refresh()
 
-        for job in mine:
-            frames.reset()
-            report.results.append(run_job(job, pipeline, frames_done))
+        written = time.monotonic()
+        try:
+            for job in mine:
+                frames.reset()
+                result = run_job(job, pipeline, frames_done)
+                report.results.append(result)
+                if result.status == "done" or time.monotonic() - written >= REPORT_EVERY_S:
+                    _write_report(report)
+                    written = time.monotonic()
+                rows.update(1)
+        finally:
             _write_report(report)
-            rows.update(1)
-    if not mine:
-        _write_report(report)
     return report
 
 
@@ -109,6 +117,7 @@ def run_job(job: Job, pipeline, progress: Callable[[int, int], None] | None = No
         return RowResult(job, "failed", reason=job.problem)
     if job.output_path.exists():
         return RowResult(job, "skipped", reason="output exists")
+    remove_stale_temporaries(job.output_path)  # a run killed while writing this output left its temporary file
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AvctNotice)
         try:
