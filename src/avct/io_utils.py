@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import AvctError
 
@@ -59,16 +58,24 @@ def _writing(path: str | os.PathLike) -> Iterator[None]:
         raise AvctError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Delete the hidden temporary files :func:`atomic_path` (and the video writer, with the same prefix)
-    made beside ``path`` in a run that was killed before it could clean up; returns them. Only call this
-    where no other process is writing ``path`` now."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(path.suffix)}") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
+    made for any of ``paths`` by a run that was killed before it could clean up; returns them. Each folder
+    is listed once, however many paths it holds. Only call this where no other process writes those paths."""
+    wanted: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        wanted.setdefault(path.parent, set()).add(path.name)
+    stale = []
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):  # ".NAME.<random>SUFFIX", NAME possibly holding dots itself
+            if entry.name.startswith(".") and entry.is_file(follow_symlinks=False) and any(
+                    entry.name[1:i] in names and entry.name.endswith(Path(entry.name[1:i]).suffix)
+                    for i in range(len(entry.name)) if entry.name[i] == "."):
+                stale.append(folder / entry.name)
+    for path in stale:
+        path.unlink(missing_ok=True)
     return stale
 
 
