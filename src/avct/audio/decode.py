@@ -90,7 +90,7 @@ def audio_seconds_from_header(path: Path) -> float | None:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             stream = container.streams.best("audio")
             if stream is None:
                 return None
@@ -127,6 +127,8 @@ def _check_content(path: Path, samples: np.ndarray) -> None:
     n = len(samples)
     if n == 0:
         raise AvctError(f"audio file {path} contains no audio samples")
+    if not np.isfinite(samples).all():  # a float WAV can hold NaN or infinity: every feature would be NaN
+        raise AvctError(f"audio file {path} holds samples that are not numbers (NaN or infinity)")
     if n < MIN_SAMPLES:
         raise AvctError(f"audio file {path} is too short ({1000 * n / SAMPLE_RATE:.1f} ms); at least "
                         f"{1000 * MIN_SAMPLES / SAMPLE_RATE:.0f} ms are needed for one 40 ms video frame")
@@ -186,7 +188,8 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
     if data.dtype == np.int64:
         return data.astype(np.float64) / float(1 << 48)
     if np.issubdtype(data.dtype, np.floating):
-        return data.astype(np.float64) * 32768.0
+        with np.errstate(all="ignore"):  # NaN / huge values: refused by _check_content, without numpy's warnings
+            return data.astype(np.float64) * 32768.0
     raise AvctError(f"unsupported WAV sample type {data.dtype}")
 
 
@@ -205,7 +208,7 @@ def _decode_with_pyav(path: Path, max_seconds: float = LIMITS.max_audio_s) -> De
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")  # tags in a broken encoding are no reason to fail
     except av.FFmpegError as e:
         reason = _wav_header_problem(path) if _looks_like_wav(path) else None
         raise AvctError(f"cannot read audio file {path}: "
@@ -216,6 +219,8 @@ def _decode_with_pyav(path: Path, max_seconds: float = LIMITS.max_audio_s) -> De
         if stream is None:
             kind = "video file" if container.streams.video else "file"
             raise AvctError(f"{kind} {path} has no audio stream")
+        if stream.codec_context is None:  # a codec this FFmpeg does not know
+            raise AvctError(f"cannot decode the audio of {path}: unknown codec")
         rate = int(stream.codec_context.sample_rate or 0)
         _check_rate(path, rate)
         channels = stream.codec_context.layout.nb_channels

@@ -194,6 +194,8 @@ def _inside(root: Path, name: str) -> str:
     AvctError if it would leave it or is no .mp4."""
     from ..video.writer import check_output_name
 
+    if not name.isprintable():  # a NUL byte, a line break: no file name to write (and no one-line message)
+        raise AvctError(f"output {name!r} holds characters a file name cannot")
     path = Path(name)
     if path.is_absolute() or ".." in path.parts:
         raise AvctError(f"output {name} must be a relative path inside the output folder (no '..', not absolute)")
