@@ -225,7 +225,10 @@ def _decode_with_pyav(path: Path, max_seconds: float = LIMITS.max_audio_s) -> De
         _check_rate(path, rate)
         channels = stream.codec_context.layout.nb_channels
         start = _start_offset(container, stream)
-        chunks = _decode_stream(path, container, stream, start, max_seconds)
+        try:
+            chunks = _decode_stream(path, container, stream, start, max_seconds)
+        except av.FFmpegError as e:  # a layout or format the resampler refuses (e.g. 137 channels)
+            raise AvctError(f"cannot decode the audio of {path}: {_ffmpeg_reason(e)}") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     return DecodedAudio(samples.astype(np.float64), source_rate=rate, source_channels=channels)
 

@@ -155,7 +155,10 @@ def _cell(record: dict[str, Any], name: str) -> str:
 
 
 def _resolve(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~someone" who is no user here: the name as written
+        path = Path(value)
     return path if path.is_absolute() else base / path
 
 
