@@ -6,7 +6,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from .errors import AvctError
 
 
 def chmod_default(path: Path, directory: bool = False) -> None:
@@ -38,13 +40,43 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with _writing(path), atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with _writing(path), atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def _writing(path: str | os.PathLike) -> Iterator[None]:
+    """A write that fails (disk full, no permission, read-only file system) is one AvctError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise AvctError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def remove_stale_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete the hidden temporary files :func:`atomic_path` (and the video writer, with the same prefix)
+    made for any of ``paths`` by a run that was killed before it could clean up; returns them. Each folder
+    is listed once, however many paths it holds. Only call this where no other process writes those paths."""
+    wanted: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        wanted.setdefault(path.parent, set()).add(path.name)
+    stale = []
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):  # ".NAME.<random>SUFFIX", NAME possibly holding dots itself
+            if entry.name.startswith(".") and entry.is_file(follow_symlinks=False) and any(
+                    entry.name[1:i] in names and entry.name.endswith(Path(entry.name[1:i]).suffix)
+                    for i in range(len(entry.name)) if entry.name[i] == "."):
+                stale.append(folder / entry.name)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 @contextlib.contextmanager

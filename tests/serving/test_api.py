@@ -77,7 +77,7 @@ def test_bad_input_is_422_with_the_cli_message(serve, speech_2s, tmp_path, capsy
     cases = [
         ((not_image, silence, {}), cli_line),
         ((EXAMPLE_IMAGE, silence, {}), "audio file silence.wav is silent (all samples equal); nothing to animate"),
-        ((EXAMPLE_IMAGE, speech_2s, {}), "audio speech_2s.wav is 2.0 s long; this server accepts at most 1.5 s"),
+        ((EXAMPLE_IMAGE, speech_2s, {}), "audio speech_2s.wav is 2.0 s long; at most 1.5 s are accepted"),
         ((EXAMPLE_IMAGE, silence, {"pose_scale": "7"}), "pose_scale must be between 0 and 3, got 7"),
         ((EXAMPLE_IMAGE, silence, {"colour": "red"}), "unknown option(s): colour"),
         ((EXAMPLE_IMAGE, silence, {"phonemes": "/etc/passwd"}),

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AvctError
+from ..limits import LIMITS, audio_too_long, check_audio_seconds
 from ..media import SAMPLE_RATE
 from ..video.pyav import speech_track
 
@@ -57,25 +58,50 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate
 
 
-def load_audio(path: str | Path) -> DecodedAudio:
+def load_audio(path: str | Path, *, max_seconds: float | None = None) -> DecodedAudio:
     """Decode any common audio (or video's audio track) to mono 16 kHz exactly as the official code does.
 
     Raises AvctError (one line naming the file) for a missing/empty/corrupt file, no audio stream, an
-    absurd sample rate, silent audio, or audio shorter than one video frame.
+    absurd sample rate, silent audio, audio shorter than one video frame, or longer than ``max_seconds``
+    (default: :data:`avct.limits.LIMITS`; checked on the length the file declares before decoding, and
+    on the samples while they are decoded, so memory stays bounded whatever the header says).
     """
     path = Path(path)
+    limit = LIMITS.max_audio_s if max_seconds is None else max_seconds
     _check_file(path)
     try:
         if path.suffix.lower() in RAW_SUFFIXES:
+            check_audio_seconds(path.stat().st_size / (2 * SAMPLE_RATE), str(path), limit)
             audio = _read_raw(path)
         else:
+            check_audio_seconds(audio_seconds_from_header(path), str(path), limit)
             audio = _read_wav16k(path) if _looks_like_wav(path) else None
             if audio is None:
-                audio = _decode_with_pyav(path)
+                audio = _decode_with_pyav(path, limit)
     except OSError as e:  # unreadable (permissions, I/O error); PyAV's own errors are handled inside
         raise AvctError(f"cannot read audio file {path}: {e.strerror or e}") from None
+    check_audio_seconds(audio.duration_s, str(path), limit)
     _check_content(path, audio.samples)
     return audio
+
+
+def audio_seconds_from_header(path: Path) -> float | None:
+    """The audio's duration as its container declares it, without decoding; None when unknown
+    (e.g. a browser's MediaRecorder webm) or unreadable (decoding then reports why)."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            stream = speech_track(container)
+            if stream is None:
+                return None
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if container.duration is not None:
+                return container.duration / av.time_base
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -102,6 +128,8 @@ def _check_content(path: Path, samples: np.ndarray) -> None:
     n = len(samples)
     if n == 0:
         raise AvctError(f"audio file {path} contains no audio samples")
+    if not np.isfinite(samples).all():  # a float WAV can hold NaN or infinity: every feature would be NaN
+        raise AvctError(f"audio file {path} holds samples that are not numbers (NaN or infinity)")
     if n < MIN_SAMPLES:
         raise AvctError(f"audio file {path} is too short ({1000 * n / SAMPLE_RATE:.1f} ms); at least "
                         f"{1000 * MIN_SAMPLES / SAMPLE_RATE:.0f} ms are needed for one 40 ms video frame")
@@ -161,7 +189,8 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
     if data.dtype == np.int64:
         return data.astype(np.float64) / float(1 << 48)
     if np.issubdtype(data.dtype, np.floating):
-        return data.astype(np.float64) * 32768.0
+        with np.errstate(all="ignore"):  # NaN / huge values: refused by _check_content, without numpy's warnings
+            return data.astype(np.float64) * 32768.0
     raise AvctError(f"unsupported WAV sample type {data.dtype}")
 
 
@@ -169,12 +198,12 @@ def _to_int16_scale(data: np.ndarray) -> np.ndarray:
 # route 2: PyAV (ffmpeg libraries) for everything else
 
 
-def _decode_with_pyav(path: Path) -> DecodedAudio:
+def _decode_with_pyav(path: Path, max_seconds: float = LIMITS.max_audio_s) -> DecodedAudio:
     """Decode the best audio stream and convert like ``ffmpeg -async 1 -ac 1 -ar 16000 -acodec pcm_s16le``."""
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")  # tags in a broken encoding are no reason to fail
     except av.FFmpegError as e:
         reason = _wav_header_problem(path) if _looks_like_wav(path) else None
         raise AvctError(f"cannot read audio file {path}: "
@@ -185,11 +214,16 @@ def _decode_with_pyav(path: Path) -> DecodedAudio:
         if stream is None:
             kind = "video file" if container.streams.video else "file"
             raise AvctError(f"{kind} {path} has no audio stream")
+        if stream.codec_context is None:  # a codec this FFmpeg does not know
+            raise AvctError(f"cannot decode the audio of {path}: unknown codec")
         rate = int(stream.codec_context.sample_rate or 0)
         _check_rate(path, rate)
         channels = stream.codec_context.layout.nb_channels
         start = _start_offset(container, stream)
-        chunks = _decode_stream(path, container, stream, start)
+        try:
+            chunks = _decode_stream(path, container, stream, start, max_seconds)
+        except av.FFmpegError as e:  # a layout or format the resampler refuses (e.g. 137 channels)
+            raise AvctError(f"cannot decode the audio of {path}: {_ffmpeg_reason(e)}") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     return DecodedAudio(samples.astype(np.float64), source_rate=rate, source_channels=channels)
 
@@ -201,11 +235,15 @@ def _start_offset(container, stream) -> int:
     return int(round(Fraction(container.start_time, 1_000_000) / stream.time_base))
 
 
-def _decode_stream(path: Path, container, stream, start: int) -> list[np.ndarray]:
+def _decode_stream(path: Path, container, stream, start: int,
+                   max_seconds: float = LIMITS.max_audio_s) -> list[np.ndarray]:
     """Demux only this stream (video packets are skipped, not decoded), resample, collect int16 chunks.
 
-    Undecodable packets are skipped as the ffmpeg CLI does; a stream with none decodable is an error.
+    Undecodable packets are skipped as the ffmpeg CLI does; a stream with none decodable is an error;
+    decoding stops with an error as soon as more than ``max_seconds`` are decoded.
     """
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    decoded = 0
     chunks: list[np.ndarray] = []
     converter: _Converter | None = None
     frames = StreamFrames(container, stream)
@@ -216,7 +254,11 @@ def _decode_stream(path: Path, container, stream, start: int) -> list[np.ndarray
             if converter is not None:  # format change mid-stream: flush, start a new graph
                 chunks += converter.flush()
             converter = _Converter(frame)
-        chunks += converter.push(frame)
+        new = converter.push(frame)
+        chunks += new
+        decoded += sum(len(c) for c in new)
+        if decoded > max_samples:  # a stream that declared no length (or a wrong one): stop here
+            raise audio_too_long(str(path), f"more than {max_seconds:g} s", max_seconds)
     if converter is not None:
         chunks += converter.flush()
     if frames.decoded == 0 and frames.bad > 0:

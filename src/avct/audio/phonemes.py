@@ -46,7 +46,10 @@ def phoneme_id(symbol: str) -> int:
 
 
 def words_from_json(data: object) -> list[Word]:
-    """Validate the parsed official JSON structure and turn it into ``Word`` objects."""
+    """Validate the parsed official JSON structure and turn it into ``Word`` objects (times from 0 to the
+    longest speech avct accepts, :data:`avct.limits.LIMITS`)."""
+    from ..limits import LIMITS
+
     if not isinstance(data, list):
         raise AvctError("phoneme JSON must be a list of words")
     words = []
@@ -54,9 +57,14 @@ def words_from_json(data: object) -> list[Word]:
         try:
             phones = tuple(Phone(str(p["ph"]), int(p["bg"]), int(p["ed"])) for p in w["phones"])
             words.append(Word(str(w["word"]), phones))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
             raise AvctError("phoneme JSON: every word needs 'word' and 'phones' "
                             "with 'ph', 'bg', 'ed'") from None
+        last = int(LIMITS.max_audio_s * 100)
+        for p in phones:
+            if not (0 <= p.bg <= last and 0 <= p.ed <= last):
+                raise AvctError(f"phoneme JSON: times must be between 0 and {last} centiseconds "
+                                f"({LIMITS.max_audio_s:g} s), got bg={p.bg}, ed={p.ed}")
     return words
 
 
@@ -68,6 +76,8 @@ def read_phoneme_json(path: str | os.PathLike) -> list[Word]:
         raise AvctError(f"phoneme file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AvctError(f"cannot read phoneme file {path}: {e}") from None
+    except RecursionError:
+        raise AvctError(f"cannot read phoneme file {path}: nested too deeply") from None
     return words_from_json(data)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import AvctError
 from ..inference.options import GenerateOptions
+from ..limits import LIMITS
 
 PATH_OPTIONS = ("phonemes", "pose_from")  # option columns that hold paths (relative to the manifest)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -38,21 +39,41 @@ class Job:
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any] | str]:
     """The rows of a CSV or JSONL manifest: a dict per row, or a one-line reason for a row that could
-    not be read (a JSONL line that is no JSON object). AvctError when the file itself is unusable."""
+    not be read (a JSONL line that is no JSON object). AvctError when the file itself is unusable, or
+    larger than :data:`avct.limits.LIMITS` allows (bytes before reading it, rows while reading)."""
     path = Path(path)
     if path.is_dir():
         raise AvctError(f"manifest is a folder, not a file: {path}")
     try:
+        size = path.stat().st_size
+        if size > LIMITS.max_manifest_bytes:
+            raise AvctError(f"manifest {path} is {size / 2**20:.1f} MB; avct batch reads at most "
+                            f"{LIMITS.max_manifest_bytes / 2**20:g} MB (split it)")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise AvctError(f"manifest not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise AvctError(f"cannot read manifest {path}: {e}") from None
     jsonl = path.suffix.lower() in JSONL_SUFFIXES or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{"))
-    rows = _jsonl_rows(text) if jsonl else _csv_rows(text, path)
+    try:
+        rows = _jsonl_rows(text) if jsonl else _csv_rows(text, path)
+    except csv.Error as e:  # e.g. a cell longer than the csv module's field limit
+        raise AvctError(f"cannot read manifest {path}: {e}") from None
+    except _TooManyRows:
+        raise AvctError(f"manifest {path} has more than {LIMITS.max_manifest_rows} rows; split it (avct batch "
+                        f"takes at most {LIMITS.max_manifest_rows})") from None
     if not rows:
         raise AvctError(f"manifest {path} has no rows")
     return rows
+
+
+class _TooManyRows(Exception):
+    """More data rows than LIMITS.max_manifest_rows (raised while reading, before planning)."""
+
+
+def _count(rows: list) -> None:
+    if len(rows) > LIMITS.max_manifest_rows:
+        raise _TooManyRows
 
 
 def _jsonl_rows(text: str) -> list[dict[str, Any] | str]:
@@ -65,7 +86,11 @@ def _jsonl_rows(text: str) -> list[dict[str, Any] | str]:
         except json.JSONDecodeError as e:
             rows.append(f"line {number} is not valid JSON ({e.msg})")
             continue
+        except RecursionError:
+            rows.append(f"line {number} is not valid JSON (nested too deeply)")
+            continue
         rows.append(value if isinstance(value, dict) else f"line {number} is not a JSON object")
+        _count(rows)
     return rows
 
 
@@ -83,6 +108,7 @@ def _csv_rows(text: str, path: Path) -> list[dict[str, Any] | str]:
             rows.append(f"line {reader.line_num} has more cells than the header")
         elif any(v is not None and v.strip() for v in record.values()):
             rows.append(record)
+        _count(rows)
     return rows
 
 
@@ -92,13 +118,14 @@ def plan_jobs(records: list[dict[str, Any] | str], manifest_dir: Path, out_dir: 
     """A Job per row, with paths resolved, options parsed and output names fixed for the whole
     manifest (explicit names first; derived names avoid them and each other)."""
     jobs = [_plan_row(number, record, manifest_dir) for number, record in enumerate(records, 1)]
+    root = out_dir.resolve()
     taken: dict[str, int] = {}
     for job, record in zip(jobs, records):
         explicit = _cell(record, "output") if isinstance(record, dict) else ""
         if job.problem or not explicit:
             continue
         try:
-            job.output = _inside(out_dir, explicit)
+            job.output = _inside(root, explicit)
         except AvctError as e:
             job.problem = str(e)
             continue
@@ -128,7 +155,10 @@ def _cell(record: dict[str, Any], name: str) -> str:
 
 
 def _resolve(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~someone" who is no user here: the name as written
+        path = Path(value)
     return path if path.is_absolute() else base / path
 
 
@@ -162,15 +192,16 @@ def _transcript(value: Any, base: Path) -> str | None:
     return read_transcript(str(_resolve(value, base)) if looks_like_transcript_file(value) else value)
 
 
-def _inside(out_dir: Path, name: str) -> str:
-    """``name`` as a clean relative path inside ``out_dir`` (posix form); AvctError if it would leave it
-    or is no .mp4."""
+def _inside(root: Path, name: str) -> str:
+    """``name`` as a clean relative path inside the output folder ``root`` (resolved; posix form);
+    AvctError if it would leave it or is no .mp4."""
     from ..video.writer import check_output_name
 
+    if not name.isprintable():  # a NUL byte, a line break: no file name to write (and no one-line message)
+        raise AvctError(f"output {name!r} holds characters a file name cannot")
     path = Path(name)
     if path.is_absolute() or ".." in path.parts:
         raise AvctError(f"output {name} must be a relative path inside the output folder (no '..', not absolute)")
-    root = out_dir.resolve()
     if not (root / path).resolve().is_relative_to(root):  # e.g. through a symlinked sub-folder
         raise AvctError(f"output {name} leads outside the output folder")
     check_output_name(name)

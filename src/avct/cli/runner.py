@@ -38,3 +38,7 @@ def run_command(args: argparse.Namespace) -> int:
     except MemoryError:
         print("avct: error: out of memory; try a smaller --batch-size", file=sys.stderr)
         return 1
+    except OSError as e:  # the machine, not the input: disk full, permissions, I/O errors (one line, no traceback)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"avct: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1

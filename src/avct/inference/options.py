@@ -136,8 +136,9 @@ class GenerateOptions:
             raise AvctError("size applies to crop-only output (the whole photo keeps its own size, see max size)")
         if self.still and self.pose_from:
             raise AvctError("still and pose_from exclude each other (one holds the head, the other moves it)")
-        if self.extra:
-            raise AvctError(f"unknown option(s): {', '.join(sorted(self.extra))}")
+        if self.extra:  # names as given (quoted when not printable: the message stays one line)
+            names = (n if n.isprintable() else repr(n) for n in sorted(map(str, self.extra)))
+            raise AvctError(f"unknown option(s): {', '.join(names)}")
 
     @classmethod
     def names(cls) -> list[str]:

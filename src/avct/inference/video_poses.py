@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AvctError
+from ..limits import check_pixels
 from ..media import FPS
 
 
@@ -31,6 +32,7 @@ def video_head_poses(path: str | os.PathLike, *, max_frames: int | None = None) 
     max_seconds = None if max_frames is None else max_frames / FPS
     try:
         info = probe_video(path)
+        check_pixels(info.width, info.height, f"pose video {path}")  # before a frame is decoded
         scan = scan_video(path, max_seconds=max_seconds, expected_seconds=info.video_duration or info.duration)
         ticks = scan.tick_sources(max_seconds)
         if len(ticks) == 0:

@@ -7,6 +7,8 @@ range requests (what a ``<video>`` element needs), and uvicorn is its standard s
 """
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -26,14 +29,19 @@ from .jobs import FAILED, Job, JobStore, QueueFull, Runner, new_job_id, user_mes
 from .settings import ServeSettings
 from .uploads import (FILE_FIELDS, SERVER_FILE_OPTIONS, UploadTooLarge, check_inputs, options_from_fields,
                       read_form, save_upload)
+from .workdir import claim_work_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("avct.serve")
 
 
 def create_app(settings: ServeSettings, run: Runner) -> FastAPI:
     """The ASGI app; ``run`` generates one job's video (see :func:`avct.serving.server.pipeline_runner`)."""
     store = JobStore(run, workers=settings.workers, queue_size=settings.queue, keep_s=settings.keep_s,
                      max_job_s=settings.max_job_s)
+    # A given work dir is locked now (a second server on it fails here, in one line) and cleared of the job
+    # folders of a server that was killed (avct.serving.workdir).
+    lock = claim_work_dir(Path(settings.work_dir)) if settings.work_dir is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -47,6 +55,8 @@ def create_app(settings: ServeSettings, run: Runner) -> FastAPI:
             store.close()
             if own_dir:
                 shutil.rmtree(app.state.work_dir, ignore_errors=True)
+            if lock is not None:
+                os.close(lock)
 
     # No /docs or /redoc: FastAPI's viewers load their scripts from a CDN, and the server must work offline.
     app = FastAPI(title="avct", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -63,6 +73,15 @@ def create_app(settings: ServeSettings, run: Runner) -> FastAPI:
         """Limits, option defaults and choices (the web page fills its form from these)."""
         defaults = {k: v for k, v in GenerateOptions().as_dict().items() if k not in SERVER_FILE_OPTIONS}
         return {"limits": settings.limits(), "defaults": defaults, "choices": {"render": list(RENDER_MODES)}}
+
+    @app.get("/v1/limits", response_model=LimitsModel)
+    def limits() -> LimitsModel:
+        """What this server accepts, all checked before the expensive work starts (avct.limits): a larger
+        upload is refused with 413 while it streams, a larger photo or longer speech with 422 from its
+        header, and a job running longer fails."""
+        values = settings.input_limits()
+        return LimitsModel(max_pixels=values.max_pixels, max_audio_s=values.max_audio_s,
+                           max_upload_bytes=values.max_upload_bytes, max_job_s=values.max_job_s)
 
     @app.post("/v1/jobs", status_code=202, openapi_extra=_job_form_schema(),
               responses={413: {"description": "upload too large"}, 422: {"description": "bad input (one line)"},
@@ -142,7 +161,19 @@ async def _receive_job(request: Request, job_id: str, folder: Path, settings: Se
         await run_in_threadpool(check_inputs, paths["image"], paths["audio"], options, settings.max_audio_s)
     except AvctError as e:
         raise HTTPException(422, user_message(e, names)) from None
+    except Exception as e:  # a reader's bug met by this upload: the upload is refused, the server keeps serving
+        log.exception("job %s: checking the upload failed", job_id)
+        raise HTTPException(422, f"cannot check the upload: internal error ({type(e).__name__})") from None
     return Job(job_id, folder, paths["image"], paths["audio"], options, names)
+
+
+class LimitsModel(BaseModel):
+    """The limits of ``GET /v1/limits`` (see avct.limits.Limits)."""
+
+    max_pixels: int = Field(description="largest photo, width x height, read from its header before decoding")
+    max_audio_s: float = Field(description="longest speech, seconds: the declared length, then the decoded one")
+    max_upload_bytes: int = Field(description="largest request body (photo + audio + fields), counted as it streams")
+    max_job_s: float | None = Field(description="longest run time of one job, seconds (null: none)")
 
 
 def _queue_full() -> HTTPException:

@@ -42,11 +42,12 @@ def new_job_id() -> str:
 
 
 def user_message(error: BaseException, names: dict[str, str]) -> str:
-    """The error's one line, with server-side upload paths replaced by the names the client sent."""
-    text = " ".join(str(error).split())
+    """The error's one line, with server-side upload paths replaced by the names the client sent (a name
+    with line breaks in it stays on the one line)."""
+    text = str(error)
     for path, name in names.items():
         text = text.replace(path, name)
-    return text
+    return " ".join(text.split())
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import AvctError
+from ..limits import LIMITS, MIB, SERVER_LIMITS, Limits
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,14 @@ class ServeSettings:
 
     host: str = "127.0.0.1"          # loopback only unless asked: the server has no authentication
     port: int = 8000
-    max_upload_mb: float = 50.0      # whole request body (photo + audio + fields), enforced while streaming
-    max_audio_s: float = 600.0       # longest speech accepted
+    max_upload_mb: float = SERVER_LIMITS.max_upload_bytes / MIB  # whole request body (photo + audio + fields),
+                                                                 # enforced while streaming (50)
+    max_audio_s: float = SERVER_LIMITS.max_audio_s  # longest speech accepted (600; at most LIMITS.max_audio_s)
     workers: int = 1                 # jobs generating at once (1 suits a CPU; a GPU may take more)
     queue: int = 8                   # jobs waiting beyond those (uploads being checked count); more answer 503
     keep_minutes: float = 60.0       # finished jobs (video or error) are deleted this long after finishing
-    max_job_s: float | None = None   # a running job taking longer fails (checked at every frame)
+    max_job_s: float | None = SERVER_LIMITS.max_job_s  # a running job taking longer fails (checked at every
+                                                        # frame; 3600)
     work_dir: Path | None = None     # per-job upload/output folders go here (default: a temporary folder)
 
     def __post_init__(self) -> None:
@@ -33,6 +36,9 @@ class ServeSettings:
                 raise AvctError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.max_job_s is not None and not self.max_job_s > 0:
             raise AvctError(f"max-job-s must be positive, got {self.max_job_s}")
+        if self.max_audio_s > LIMITS.max_audio_s:  # the job's own decoding stops there (avct.limits)
+            raise AvctError(f"max-audio-s must be at most {LIMITS.max_audio_s:g} (avct's own limit), "
+                            f"got {self.max_audio_s:g}")
         if self.workers < 1 or self.queue < 1:
             raise AvctError(f"workers and queue must be at least 1, got {self.workers} and {self.queue}")
 
@@ -53,4 +59,10 @@ class ServeSettings:
     def limits(self) -> dict[str, Any]:
         """What a client may want to know before uploading (shown by the web page)."""
         return {"max_upload_mb": self.max_upload_mb, "max_audio_s": self.max_audio_s, "workers": self.workers,
-                "queue": self.queue, "keep_minutes": self.keep_minutes, "max_job_s": self.max_job_s}
+                "queue": self.queue, "keep_minutes": self.keep_minutes, "max_job_s": self.max_job_s,
+                "max_pixels": self.input_limits().max_pixels}
+
+    def input_limits(self) -> Limits:
+        """The :class:`~avct.limits.Limits` this server enforces (its flags over :data:`~avct.limits.LIMITS`)."""
+        return LIMITS.replace(max_upload_bytes=self.max_upload_bytes, max_audio_s=self.max_audio_s,
+                              max_job_s=self.max_job_s)

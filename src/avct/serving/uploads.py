@@ -12,8 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..audio.decode import audio_seconds_from_header
 from ..errors import AvctError
 from ..inference.options import GenerateOptions
+from ..limits import check_audio_seconds
 
 FILE_FIELDS = ("image", "audio")
 # Options that name a file on the machine running the server: a client must not make it read them.
@@ -76,32 +78,6 @@ def check_inputs(image: Path, audio: Path, options: GenerateOptions, max_audio_s
     from ..audio.decode import load_audio
     from ..inference.inputs import load_job_reference
 
-    _check_audio_length(audio, audio_seconds_from_header(audio), max_audio_s)
+    check_audio_seconds(audio_seconds_from_header(audio), str(audio), max_audio_s)
     load_job_reference(image, options)
-    _check_audio_length(audio, load_audio(audio).duration_s, max_audio_s)
-
-
-def _check_audio_length(audio: Path, seconds: float | None, max_audio_s: float) -> None:
-    if seconds is not None and seconds > max_audio_s:
-        raise AvctError(f"audio {audio} is {seconds:.1f} s long; this server accepts at most {max_audio_s:g} s")
-
-
-def audio_seconds_from_header(path: Path) -> float | None:
-    """The audio's duration as its container declares it, without decoding; None when unknown
-    (e.g. a browser's MediaRecorder webm) or unreadable (decoding then reports why)."""
-    import av
-
-    from ..video.pyav import speech_track
-
-    try:
-        with av.open(str(path)) as container:
-            stream = speech_track(container)
-            if stream is None:
-                return None
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return container.duration / av.time_base
-    except (av.FFmpegError, OSError, ValueError):
-        return None
-    return None
+    load_audio(audio, max_seconds=max_audio_s)  # also stops decoding a stream without a declared length there

@@ -40,7 +40,7 @@ class AudioFeed:
         if not self.path.is_file():
             raise AvctError(f"audio file not found: {self.path}")
         try:
-            self._container = av.open(str(self.path))
+            self._container = av.open(str(self.path), metadata_errors="replace")  # as avct.audio.decode reads it
         except (av.FFmpegError, OSError, ValueError) as e:
             raise AvctError(f"cannot read audio {self.path}: {reason(e)}") from None
         try:

@@ -346,9 +346,12 @@ class VideoWriter:
 
     # -- helpers -----------------------------------------------------------------------------------
     def _raise_encoding_error(self, e: BaseException) -> None:
-        """FFmpeg failures (bad preset, disk full, ...) become one-line AvctErrors; others pass."""
+        """FFmpeg failures (bad preset, disk full, ...) and failed writes of Python's (the PNG frames, a
+        file object) become one-line AvctErrors; others pass."""
         if isinstance(e, av_module().FFmpegError):
             raise AvctError(f"cannot write video {self.path}: {reason(e)}") from None
+        if isinstance(e, OSError) and e.errno is not None:
+            raise AvctError(f"cannot write video {self.path}: {e.strerror or e}") from None
 
     def _release_audio(self) -> None:
         if self._audio is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -37,12 +38,14 @@ def read_tensors(path: str | os.PathLike, what: str = "checkpoint", *, mmap: boo
     if not path.is_file():
         raise AvctError(f"{what} not found: {path}")
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e):
             raise AvctError(f"refusing {what} {path}: it contains pickled Python objects that would need code "
@@ -99,6 +102,9 @@ def load_state_checked(module: nn.Module, state: Mapping, what: str) -> None:
         if tuple(state[k].shape) != tuple(v.shape):
             raise AvctError(f"{what} does not match the {type(module).__name__} layout: {k} has shape "
                             f"{tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    for k in expected:  # a NaN or infinite weight would make every frame garbage, silently
+        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()):
+            raise AvctError(f"{what} holds a non-finite weight (NaN or infinity) in {k}")
     module.load_state_dict({k: state[k].to(v.dtype) for k, v in expected.items()})
 
 
@@ -145,6 +151,8 @@ def read_format_json(path: Path, format_name: str, version: int, what: str = "av
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AvctError(f"cannot read {path}: {first_line(e)}") from None
+    except RecursionError:
+        raise AvctError(f"cannot read {path}: nested too deeply") from None
     if not isinstance(meta, dict) or meta.get("format") != format_name:
         raise AvctError(f"{path} is not an {what}")
     if meta.get("version", 0) > version:
