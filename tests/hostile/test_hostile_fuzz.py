@@ -138,46 +138,50 @@ def _one_line(error: AvctError) -> None:
 
 # ---- the readers -------------------------------------------------------------------------------------------
 
+def _fuzz(inputs, call, check) -> None:
+    """Fuzz ``call`` on examples of the strategy ``inputs`` within the time budget: each gives a one-line
+    AvctError, or a value that passes ``check``."""
+    budget = Budget()
+
+    @FUZZ
+    @given(inputs)
+    def fuzz(example):
+        budget.check()
+        try:
+            value = call(example)
+        except AvctError as e:
+            _one_line(e)
+            return
+        check(value)
+
+    budget.run(fuzz)
+
+
+def _fuzz_file_reader(seeds: list[bytes], name: str, read, check) -> None:
+    """Fuzz ``read(path)`` on mutated ``seeds`` and random bytes saved as ``name``."""
+    _fuzz(st.one_of(mutated(seeds), st.binary(max_size=256)), lambda data: read(_file(name, data)), check)
+
+
 def test_image_reader():
     from avct.face.image import read_image
     from avct.limits import LIMITS
 
-    budget = Budget()
-
-    @FUZZ
-    @given(st.one_of(mutated(IMAGE_SEEDS), st.binary(max_size=256)))
-    def fuzz(data):
-        budget.check()
-        try:
-            rgb = read_image(_file("fuzz.png", data))  # Pillow goes by the content, not the name
-        except AvctError as e:
-            _one_line(e)
-            return
+    def check(rgb):
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
         assert min(rgb.shape[:2]) >= 32 and rgb.shape[0] * rgb.shape[1] <= LIMITS.max_pixels
 
-    budget.run(fuzz)
+    _fuzz_file_reader(IMAGE_SEEDS, "fuzz.png", read_image, check)  # Pillow goes by the content, not the name
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".raw"])  # any name: by the content; .raw: headerless PCM
 def test_audio_reader(suffix):
     from avct.audio.decode import load_audio
 
-    budget = Budget()
-
-    @FUZZ
-    @given(st.one_of(mutated(AUDIO_SEEDS), st.binary(max_size=256)))
-    def fuzz(data):
-        budget.check()
-        try:
-            audio = load_audio(_file(f"fuzz{suffix}", data), max_seconds=60)
-        except AvctError as e:
-            _one_line(e)
-            return
+    def check(audio):
         assert audio.samples.ndim == 1 and np.isfinite(audio.samples).all()
         assert 721 <= len(audio.samples) <= 60 * 16000 and np.ptp(audio.samples) > 0
 
-    budget.run(fuzz)
+    _fuzz_file_reader(AUDIO_SEEDS, f"fuzz{suffix}", lambda path: load_audio(path, max_seconds=60), check)
 
 
 # ---- text parsers ------------------------------------------------------------------------------------------
@@ -218,20 +222,11 @@ def test_pose_strings():
 
     numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
                         st.sampled_from(["", " ", "nan", "inf", "1e999", "1_0", "0x10", "--1", "١٢"]))
-    budget = Budget()
 
-    @FUZZ
-    @given(st.one_of(st.lists(numbers, max_size=8).map(",".join), st.text(max_size=40)))
-    def fuzz(text):
-        budget.check()
-        try:
-            pose = parse_pose(text)
-        except AvctError as e:
-            _one_line(e)
-            return
+    def check(pose):
         assert pose.shape == (6,) and np.isfinite(pose).all()
 
-    budget.run(fuzz)
+    _fuzz(st.one_of(st.lists(numbers, max_size=8).map(",".join), st.text(max_size=40)), parse_pose, check)
 
 
 CELL = st.one_of(st.text(max_size=12), st.sampled_from(["..", "../x.mp4", "/abs.mp4", "a/../../b.mp4", "x.mp4",
@@ -284,19 +279,10 @@ def test_server_form_fields():
                       st.text(max_size=10))
     values = st.one_of(st.text(max_size=20), st.sampled_from(["nan", "inf", "-0", "1e400", "3.0000001", "true",
                                                               "TRUE", "yes", "9" * 5000, "0,0,0,0,25,250"]))
-    budget = Budget()
 
-    @FUZZ
-    @given(st.dictionaries(names, values, max_size=6))
-    def fuzz(fields):
-        budget.check()
-        try:
-            options = options_from_fields(fields)
-        except AvctError as e:
-            _one_line(e)
-            return
+    def check(options):
         assert options.phonemes is None and options.pose_from is None  # never a server-side file
         assert 0 <= options.pose_scale <= 3 and 0 <= options.mouth_scale <= 3 and 64 <= options.max_size <= 8192
         assert options.extra == {}
 
-    budget.run(fuzz)
+    _fuzz(st.dictionaries(names, values, max_size=6), options_from_fields, check)

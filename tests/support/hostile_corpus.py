@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from support.media_files import mux_frames
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_IMAGE = REPO / "examples" / "astronaut.png"
 EXAMPLE_SPEECH = REPO / "examples" / "speech_librivox_austen_7s.wav"
@@ -256,16 +258,13 @@ def encoded_audio(path: Path, codec: str, samples: np.ndarray, rate: int = RATE,
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
-        step = 1024
-        for start in range(0, len(samples), step):
-            chunk = samples[start:start + step]
-            frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.int16), format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        def frames(step: int = 1024):
+            for start in range(0, len(samples), step):
+                chunk = samples[start:start + step]
+                frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.int16), format="s16", layout="mono")
+                frame.sample_rate, frame.pts = rate, start
+                yield frame
+        mux_frames(out, stream, frames())
     return path
 
 
@@ -317,14 +316,14 @@ def silent_video(path: Path, frames: int = 10, *, picture: np.ndarray | None = N
         stream = out.add_stream("libx264", rate=25)
         height, width = (picture.shape[:2] if picture is not None else (64, 64))
         stream.width, stream.height, stream.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
-        for i in range(frames):
-            rgb = picture if picture is not None else rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:stream.height, :stream.width]), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        def pictures():
+            for i in range(frames):
+                rgb = picture if picture is not None else rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:stream.height, :stream.width]),
+                                                   format="rgb24")
+                frame.pts = i
+                yield frame
+        mux_frames(out, stream, pictures())
     return path
 
 

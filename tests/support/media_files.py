@@ -6,20 +6,28 @@ from pathlib import Path
 import av
 
 
+def mux_frames(out, stream, frames) -> None:
+    """Encode ``frames`` into ``stream``, mux every packet into ``out``, then flush the encoder."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
 def write_flac(src: Path, out: Path, seconds: float | None = None, layout: str | None = None) -> Path:
     """``src`` (any audio) re-encoded as FLAC, its first ``seconds`` only when given."""
     with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
         stream = dst.add_stream("flac", rate=inp.streams.audio[0].rate)
         if layout:
             stream.layout = layout
-        for frame in inp.decode(audio=0):
-            if seconds is not None and frame.time >= seconds:
-                break
-            frame.pts = None
-            for packet in stream.encode(frame):
-                dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
+        def frames():
+            for frame in inp.decode(audio=0):
+                if seconds is not None and frame.time >= seconds:
+                    return
+                frame.pts = None
+                yield frame
+        mux_frames(dst, stream, frames())
     return out
 
 
