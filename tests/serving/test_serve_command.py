@@ -17,13 +17,19 @@ from avct.serving.client import request
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(avct.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
 
 
+def _default_ctrl_c() -> None:
+    """In the server's process, Ctrl-C as a terminal delivers it: a test runner started in the background
+    (``cmd &``) ignores SIGINT, and its children inherit that, so the server would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_serve_process_answers_and_stops_on_ctrl_c(tmp_path):
     log = tmp_path / "serve.log"
     work = tmp_path / "work"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "avct", "serve", "--port", "0", "--max-audio-s", "30",
                                  "--work-dir", str(work), "--backend", "torch", "--threads", "1"],
-                                stdout=out, stderr=subprocess.STDOUT, env=ENV)
+                                stdout=out, stderr=subprocess.STDOUT, env=ENV, preexec_fn=_default_ctrl_c)
     try:
         deadline = time.monotonic() + 180
         while not (match := re.search(r"open http://127\.0\.0\.1:(\d+)/", log.read_text())):

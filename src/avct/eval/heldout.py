@@ -124,10 +124,12 @@ def _per_video(report_dir: Path) -> list[dict[str, Any]]:
 
 
 def _real_row(scores: dict[str, Any]) -> dict[str, Any]:
-    """The real clip scored against itself: FID/LMD 0, lip r/amp/sharpness 1, gap 0 by definition;
-    CPBD and SyncNet from the reference side of an evaluation."""
+    """The real clip scored against itself: FID/LMD 0, lip r/amp/sharpness/head motion 1, gap 0 by
+    definition; CPBD, blinks and SyncNet from the reference side of an evaluation."""
     return {"fid": 0.0, "cpbd": scores.get("cpbd"), "lmd": 0.0, "lip_r": 1.0, "lip_amp": 1.0,
-            "silence_gap": 0.0, "sharpness": 1.0, "avoff": scores.get("avoff"), "avconf": scores.get("avconf")}
+            "silence_gap": 0.0, "sharpness": 1.0, "blinks_per_min": scores.get("blinks_per_min"),
+            "eye_closure": scores.get("eye_closure"), "head_motion": 1.0, "avoff": scores.get("avoff"),
+            "avconf": scores.get("avconf")}
 
 
 def comparison_markdown(summaries: dict[str, dict[str, Any]], report_dir: str | Path,
@@ -157,6 +159,8 @@ def comparison_markdown(summaries: dict[str, dict[str, Any]], report_dir: str | 
                 lines.append(line(f"{clip}: {label.split(' (')[0]}", {**row, "fid": row.get("fid_video")}))
         ref = per_video["model"][clip]
         lines.append(line(f"{clip}: real clip", _real_row({"cpbd": ref.get("cpbd_reference"),
+                                                            "blinks_per_min": ref.get("blinks_per_min_reference"),
+                                                            "eye_closure": ref.get("eye_closure_reference"),
                                                             "avoff": ref.get("avoff_reference"),
                                                             "avconf": ref.get("avconf_reference")})))
     lines += ["", "Per-clip FID uses one clip's frames only (biased upward for short clips).", "", *METRIC_NOTES, ""]
