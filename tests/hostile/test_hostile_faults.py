@@ -41,10 +41,15 @@ def _serving(work: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port_file = work.parent / "port"
     port_file.unlink(missing_ok=True)
     proc = _start("serve", str(work), str(port_file), "0.05", log=log)
-    wait_until(lambda: port_file.exists() or proc.poll() is not None, timeout=120, every=0.05)
-    assert proc.poll() is None, log.read_text()
-    url = f"http://127.0.0.1:{port_file.read_text()}"
-    wait_until(lambda: _answers(url), timeout=60, every=0.05)
+    try:
+        wait_until(lambda: port_file.exists() or proc.poll() is not None, timeout=120, every=0.05)
+        assert proc.poll() is None, log.read_text()
+        url = f"http://127.0.0.1:{port_file.read_text()}"
+        wait_until(lambda: _answers(url), timeout=60, every=0.05)
+    except BaseException:
+        proc.kill()
+        proc.wait(30)
+        raise
     return proc, url
 
 
@@ -82,7 +87,11 @@ def test_server_killed_mid_job_then_restarted(good_inputs, tmp_path):
         assert info.codec == "h264" and info.frame_count == 30
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
 
 
 def _manifest(tmp_path: Path, good_inputs, rows: int) -> Path:

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 
 from avct.errors import AvctError
 
+# The example that ends the run is reported as hypothesis reports a failure; its repr can be large.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 SECONDS = float(os.environ.get("AVCT_FUZZ_SECONDS", 2))
 EXAMPLES = int(os.environ.get("AVCT_FUZZ_EXAMPLES", 2000))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,

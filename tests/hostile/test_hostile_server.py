@@ -167,3 +167,31 @@ def test_a_reader_bug_is_a_422_not_a_500(server, good_inputs, monkeypatch):
     assert list(work.iterdir()) == []
     monkeypatch.undo()
     assert submit_job(url, *good_inputs).status == 202
+
+
+THREADS_SCRIPT = """
+import sys, threading
+from avct.face.image import read_image
+from avct.face.landmarks import detect_faces
+pictures = [read_image(p) for p in sys.argv[1:]]
+alone = [[f.box for f in detect_faces(p)] for p in pictures]
+seen = []
+def detect(picture, n):
+    seen.extend([f.box for f in detect_faces(picture)] for _ in range(n))
+threads = [threading.Thread(target=detect, args=(p, 15)) for p in pictures]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(sorted(map(str, seen)) == sorted(map(str, [boxes for boxes in alone for _ in range(15)])))
+"""
+
+
+def test_faces_are_detected_alike_from_two_threads(corpus, good_inputs):
+    """The server checks an upload (a thread of the pool) while a worker detects the face of the job it runs:
+    dlib's shared detector gave garbage boxes (58 faces in a 64x64 picture) or a segmentation fault. In a
+    process of its own, so that a crash fails this test only."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(corpus["image/huge_exif.png"].path),
+                           str(good_inputs[0])], capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "True"), proc.stderr[-2000:]

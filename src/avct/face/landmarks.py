@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from ..errors import AvctError, AvctNotice, notice
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 MAX_DETECT_SIDE = 2048  # longer side of the image the detector sees (downscaled above this)
 MIN_DETECT_SIDE = 200  # shorter side of the image the detector sees (upscaled below this)
+# dlib's detector and predictor are shared by the process and are not thread-safe: two threads using them at
+# once (the server checks an upload while a worker generates) got garbage boxes or a segmentation fault.
+DLIB_LOCK = threading.Lock()
 
 
 class NoFaceError(AvctError):
@@ -108,8 +112,6 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
 
     ``rgb``: (H, W, 3) uint8 (grayscale / RGBA arrays are accepted too).
     """
-    import dlib
-
     rgb = _as_rgb_uint8(rgb)
     detector, predictor = _models()
     height, width = rgb.shape[:2]
@@ -119,6 +121,13 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     else:
         small = rgb
+    with DLIB_LOCK:
+        return _detect(rgb, small, scale, detector, predictor)
+
+
+def _detect(rgb: np.ndarray, small: np.ndarray, scale: float, detector, predictor) -> list[Face]:
+    import dlib
+
     rects = detector(small, 0)
     if len(rects) == 0:
         rects = detector(small, 1)  # second chance for small faces (2x internal upsampling)

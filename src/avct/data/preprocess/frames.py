@@ -115,14 +115,15 @@ def _speaker_landmarks(crop: np.ndarray, region: tuple[float, float, float, floa
     ~100+ px, so its upsampled second attempt (4x the cost, on every frame without a face) cannot help,
     and only the chosen face needs landmarks.
     """
-    from ...face.landmarks import _models
+    from ...face.landmarks import DLIB_LOCK, _models
 
     detector, predictor = _models()
     x0, y0, x1, y1 = region
-    rects = sorted(detector(crop, 0), key=lambda r: r.width() * r.height(), reverse=True)
-    for r in rects:
-        cx, cy = (r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2
-        if x0 <= cx <= x1 and y0 <= cy <= y1:
-            shape = predictor(crop, r)
-            return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    with DLIB_LOCK:  # shared by the process, not thread-safe (avct.face.landmarks)
+        rects = sorted(detector(crop, 0), key=lambda r: r.width() * r.height(), reverse=True)
+        for r in rects:
+            cx, cy = (r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2
+            if x0 <= cx <= x1 and y0 <= cy <= y1:
+                shape = predictor(crop, r)
+                return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
     return np.full((68, 2), np.nan)
