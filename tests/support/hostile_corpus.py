@@ -24,7 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-from support.media_files import mux_frames
+if __package__ in (None, ""):  # run as a script (`python tests/support/hostile_corpus.py DIR`): find support/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support.media_files import mux_frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_IMAGE = REPO / "examples" / "astronaut.png"
