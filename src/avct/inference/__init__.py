@@ -7,8 +7,6 @@ parses its arguments before torch loads): :class:`Pipeline` (``Pipeline.load()``
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..lazy import lazy_attributes
 
 _EXPORTS = {
@@ -17,14 +15,7 @@ _EXPORTS = {
     "Reference": "inputs", "Speech": "inputs", "load_reference": "inputs", "load_speech": "inputs",
     "generate_video": "job",
 }
-__all__ = ["Pipeline", "GenerateOptions", "RuntimeOptions", "Reference", "Speech", "load_reference",
-           "load_speech", "generate_video"]
-
-if TYPE_CHECKING:
-    from .inputs import Reference, Speech, load_reference, load_speech
-    from .job import generate_video
-    from .options import GenerateOptions, RuntimeOptions
-    from .pipeline import Pipeline
+__all__ = list(_EXPORTS)
 
 
 __getattr__ = lazy_attributes(__name__, _EXPORTS)

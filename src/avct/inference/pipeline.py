@@ -103,7 +103,7 @@ class Pipeline(Stages):
                 yield from self.to_uint8(out["prediction"])
             return
         canvas = make_canvas(reference.full_photo(), reference.crop_box, options,
-                             reference.landmarks if apertures is not None else None)  # the driving video's eyes
+                             reference.landmarks if apertures is not None else None)  # no blinks: the video drives
         openings = None
         if canvas.mouth is not None:
             change = np.nan_to_num(np.asarray(apertures, np.float64) - canvas.mouth.aperture) * options.mouth_scale

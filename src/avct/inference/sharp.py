@@ -259,13 +259,13 @@ class SharpCompositor:
         displacement = upsampled_displacement(shift, (w, h))
         map_x = self.base_x + displacement[..., 0] * self.half[0]
         map_y = self.base_y + displacement[..., 1] * self.half[1]
-        shade = None
-        margin = float(np.abs(shift).max()) * max(self.half) + 2
+        shade, lids = None, []
+        if opening or closure:  # the frame's largest displacement bounds where a warp's zone is read from
+            margin = float(np.abs(shift).max()) * max(self.half) + 2
         if opening and self.canvas.mouth is not None:
             part = self._zone_rect(self.canvas.mouth.zone(opening), margin)
             if part is not None:
                 shade = part, open_mouth(map_x[part], map_y[part], self.canvas.mouth, opening)
-        lids = []
         if closure > 0 and self.canvas.eyes is not None:
             for eye in self.canvas.eyes:
                 part = self._zone_rect(eye.zone(), margin)

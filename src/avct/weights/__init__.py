@@ -11,8 +11,6 @@ The names below are imported when first used: the command line reads the bundled
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..lazy import lazy_attributes
 
 _EXPORTS = {
@@ -23,16 +21,7 @@ _EXPORTS = {
     "load_syncnet": "syncnet", "load_syncnet_v2": "syncnet", "save_syncnet": "syncnet",
     "default_weights_dir": "bundled", "default_syncnet_dir": "bundled", "DEFAULT_NAME": "bundled",
 }
-__all__ = ["load_models", "save_models", "AvctModels", "merge_models", "build_component", "COMPONENTS",
-           "PAPER_COMPONENTS", "load_syncnet", "load_syncnet_v2", "save_syncnet", "default_weights_dir",
-           "default_syncnet_dir", "DEFAULT_NAME"]
-
-if TYPE_CHECKING:
-    from .bundled import DEFAULT_NAME, default_syncnet_dir, default_weights_dir
-    from .loading import load_models
-    from .networks import COMPONENTS, PAPER_COMPONENTS, AvctModels, build_component, merge_models
-    from .store import save_models
-    from .syncnet import load_syncnet, load_syncnet_v2, save_syncnet
+__all__ = list(_EXPORTS)
 
 
 __getattr__ = lazy_attributes(__name__, _EXPORTS)
